@@ -1,0 +1,83 @@
+// swift-tools-version:6.1
+import PackageDescription
+import Foundation
+
+// Kernels are written for AVX2 + FMA (loops auto-vectorise to 8-wide FMA). Override with
+// LM_TARGET_CPU=x86-64 (portable, slower) or another LLVM CPU name.
+let targetCPU = ProcessInfo.processInfo.environment["LM_TARGET_CPU"] ?? "haswell"
+let optimized: [SwiftSetting] = [.unsafeFlags(["-target-cpu", targetCPU])]
+
+// Dependencies point one way (see README "Layout"):
+// CBLAS, CSentencePiece → LMCore → LMTokenizers, LMModels → LMGeneration → lm
+let package = Package(
+    name: "swift-lm",
+    products: [
+        .executable(name: "lm", targets: ["lm"]),
+        .library(name: "LMCore", targets: ["LMCore"]),
+        .library(name: "LMTokenizers", targets: ["LMTokenizers"]),
+        .library(name: "LMModels", targets: ["LMModels"]),
+        .library(name: "LMGeneration", targets: ["LMGeneration"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+    ],
+    targets: [
+        // System and C shims: nothing else lives here.
+        .systemLibrary(
+            name: "CBLAS",
+            pkgConfig: "openblas",
+            providers: [.apt(["libopenblas-dev", "pkg-config"])]
+        ),
+        .target(
+            name: "CSentencePiece",
+            cxxSettings: [.unsafeFlags(["-std=c++17"])],
+            linkerSettings: [
+                .linkedLibrary("sentencepiece"),
+                .linkedLibrary("sentencepiece_train"),
+                .linkedLibrary("stdc++"),
+            ]
+        ),
+        .target(
+            name: "LMCore",
+            dependencies: ["CBLAS"],
+            swiftSettings: optimized
+        ),
+        .target(
+            name: "LMTokenizers",
+            dependencies: ["LMCore", "CSentencePiece"],
+            swiftSettings: optimized
+        ),
+        .target(
+            name: "LMModels",
+            dependencies: ["LMCore"],
+            swiftSettings: optimized
+        ),
+        .target(
+            name: "LMGeneration",
+            dependencies: ["LMCore", "LMModels", "LMTokenizers"],
+            swiftSettings: optimized
+        ),
+        .executableTarget(
+            name: "lm",
+            dependencies: [
+                "LMCore", "LMTokenizers", "LMModels", "LMGeneration",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: optimized
+        ),
+
+        // Tests mirror the modules; LMTestSupport holds tolerances, fixtures and helpers.
+        .target(
+            name: "LMTestSupport",
+            dependencies: ["LMCore"],
+            path: "Tests/LMTestSupport"
+        ),
+        .testTarget(name: "LMCoreTests", dependencies: ["LMCore", "LMTestSupport"]),
+        .testTarget(name: "LMTokenizersTests", dependencies: ["LMTokenizers", "LMTestSupport"]),
+        .testTarget(name: "LMModelsTests", dependencies: ["LMModels", "LMTestSupport"]),
+        .testTarget(name: "LMGenerationTests", dependencies: ["LMGeneration", "LMTestSupport"]),
+        .testTarget(name: "lmTests", dependencies: ["LMTestSupport"]),
+    ],
+    swiftLanguageModes: [.v5]
+)
+

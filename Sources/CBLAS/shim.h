@@ -1,0 +1,3 @@
+// OpenBLAS's CBLAS interface plus its thread-count controls (Debian: libopenblas-dev).
+#pragma once
+#include <cblas.h>

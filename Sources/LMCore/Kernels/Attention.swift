@@ -1,0 +1,97 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Sizes and strides of one multi-head attention call over a key/value cache.
+///
+/// Queries: T rows of `qStride` floats; head h at columns h·HS. Keys and values: L rows of
+/// `kvStride` floats (the cache, positions 0..<L); kv head g at columns g·HS. Query head h uses
+/// kv head h / (NH / KVH) (grouped-query attention; KVH = NH for GPT-2 and BERT).
+/// Output: T rows of `outStride` floats, head h at columns h·HS.
+public struct AttentionDims: Sendable {
+    public var T: Int, L: Int, NH: Int, KVH: Int, HS: Int
+    public var qStride: Int, kvStride: Int, outStride: Int
+    /// Causal: query t sits at position L − T + t and sees keys 0...L − T + t.
+    /// Not causal: every query sees all L keys (BERT; padding is excluded by passing L = real length).
+    public var causal: Bool
+
+    public init(T: Int, L: Int, NH: Int, KVH: Int, HS: Int, qStride: Int, kvStride: Int, outStride: Int, causal: Bool) {
+        self.T = T; self.L = L; self.NH = NH; self.KVH = KVH; self.HS = HS
+        self.qStride = qStride; self.kvStride = kvStride; self.outStride = outStride; self.causal = causal
+    }
+
+    /// Floats of scratch `attentionForward` needs.
+    public var scratchCount: Int { max(T, NH) * L }
+
+    @inline(__always) func visibleKeys(_ t: Int) -> Int { causal ? L - T + t + 1 : L }
+    @inline(__always) func kvHead(_ h: Int) -> Int { h / (NH / KVH) }
+}
+
+/// softmax(q·kᵀ/√HS [+ causal mask]) · v for every head.
+///
+/// Few queries (decoding): heads are split across threads, each query is a row of dot
+/// products and a weighted sum of value rows. Many queries (prefill): per head two `sgemm`
+/// calls over the whole block, with masked entries set to zero after the softmax.
+public func attentionForward(out: UnsafeMutablePointer<Float>,
+                             q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>,
+                             scratch: UnsafeMutablePointer<Float>, dims d: AttentionDims, pool: ThreadPool) {
+    let scale = 1 / Float(d.HS).squareRoot()
+    if d.T < 8 {
+        pool.parallelFor(d.NH, minimumPerThread: 1) { heads in
+            for h in heads {
+                let g = d.kvHead(h)
+                let s = scratch + h * d.L
+                for t in 0..<d.T {
+                    let qr = q + t * d.qStride + h * d.HS
+                    let n = d.visibleKeys(t)
+                    for j in 0..<n { s[j] = VectorMath.dot(qr, k + j * d.kvStride + g * d.HS, d.HS) * scale }
+                    softmaxRow(s, valid: n, count: n)
+                    let o = out + t * d.outStride + h * d.HS
+                    o.initialize(repeating: 0, count: d.HS)
+                    for j in 0..<n { VectorMath.axpy(o, s[j], v + j * d.kvStride + g * d.HS, d.HS) }
+                }
+            }
+        }
+        return
+    }
+    for h in 0..<d.NH {
+        let g = d.kvHead(h)
+        // scores (T, L) = q_h (T, HS) · k_g (L, HS)ᵀ · scale
+        BLAS.sgemm(transB: true, M: d.T, N: d.L, K: d.HS, alpha: scale,
+                   A: q + h * d.HS, lda: d.qStride, B: k + g * d.HS, ldb: d.kvStride,
+                   C: scratch, ldc: d.L)
+        for t in 0..<d.T { softmaxRow(scratch + t * d.L, valid: d.visibleKeys(t), count: d.L) }
+        // out_h (T, HS) = probs (T, L) · v_g (L, HS)
+        BLAS.sgemm(M: d.T, N: d.HS, K: d.L, A: scratch, lda: d.L, B: v + g * d.HS, ldb: d.kvStride,
+                   C: out + h * d.HS, ldc: d.outStride)
+    }
+}
+
+/// Reference twin of `attentionForward`: scores, softmax and weighted sums in Double.
+public func attentionForwardRef(out: UnsafeMutablePointer<Float>,
+                                q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>,
+                                dims d: AttentionDims) {
+    let scale = 1 / Double(d.HS).squareRoot()
+    var s = [Double](repeating: 0, count: d.L)
+    for h in 0..<d.NH {
+        let g = d.kvHead(h)
+        for t in 0..<d.T {
+            let n = d.visibleKeys(t)
+            var m = -Double.infinity
+            for j in 0..<n {
+                var dot = 0.0
+                for c in 0..<d.HS { dot += Double(q[t * d.qStride + h * d.HS + c]) * Double(k[j * d.kvStride + g * d.HS + c]) }
+                s[j] = dot * scale
+                m = max(m, s[j])
+            }
+            var z = 0.0
+            for j in 0..<n { s[j] = Glibc.exp(s[j] - m); z += s[j] }
+            for c in 0..<d.HS {
+                var acc = 0.0
+                for j in 0..<n { acc += s[j] / z * Double(v[j * d.kvStride + g * d.HS + c]) }
+                out[t * d.outStride + h * d.HS + c] = Float(acc)
+            }
+        }
+    }
+}
+

@@ -1,0 +1,20 @@
+// Legend: B batch, T time, C channels, V vocabulary, NH heads, HS head size.
+
+/// out (T, C) = tokenTable[tokens[t]] + positionTable[start + t] (positions optional).
+/// Token ids must already be validated against V (the models do so before calling).
+public func embeddingForward(out: UnsafeMutablePointer<Float>,
+                             tokens: UnsafePointer<Int32>,
+                             tokenTable: UnsafePointer<Float>,      // (V, C)
+                             positionTable: UnsafePointer<Float>?,  // (maxT, C)
+                             startPosition: Int, T: Int, C: Int) {
+    for t in 0..<T {
+        let o = out + t * C
+        let e = tokenTable + Int(tokens[t]) * C
+        if let positionTable {
+            let p = positionTable + (startPosition + t) * C
+            for c in 0..<C { o[c] = e[c] + p[c] }
+        } else {
+            o.update(from: e, count: C)
+        }
+    }
+}

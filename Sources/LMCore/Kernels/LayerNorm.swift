@@ -1,0 +1,61 @@
+/// LayerNorm over the last dimension, with optional saved statistics for the backward pass.
+/// out (N, C) = (inp − mean) · rstd · weight + bias;  mean, rstd (N) when given.
+public func layerNormForward(out: UnsafeMutablePointer<Float>,
+                             mean: UnsafeMutablePointer<Float>?, rstd: UnsafeMutablePointer<Float>?,
+                             inp: UnsafePointer<Float>,
+                             weight: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
+                             N: Int, C: Int, eps: Float) {
+    for n in 0..<N {
+        let x = inp + n * C
+        let o = out + n * C
+        var s0 = SIMD8<Float>()
+        var i = 0
+        let rx = UnsafeRawPointer(x)
+        while i + 8 <= C {
+            s0 += rx.loadUnaligned(fromByteOffset: i * 4, as: SIMD8<Float>.self)
+            i += 8
+        }
+        var sum = VectorMath.horizontalSum(s0)
+        while i < C { sum += x[i]; i += 1 }
+        let m = sum / Float(C)
+        var v0 = SIMD8<Float>()
+        i = 0
+        let mv = SIMD8<Float>(repeating: m)
+        while i + 8 <= C {
+            let d = rx.loadUnaligned(fromByteOffset: i * 4, as: SIMD8<Float>.self) - mv
+            v0 = v0.addingProduct(d, d)
+            i += 8
+        }
+        var variance = VectorMath.horizontalSum(v0)
+        while i < C { let d = x[i] - m; variance += d * d; i += 1 }
+        variance /= Float(C)
+        let rs = 1 / (variance + eps).squareRoot()
+        if let bias {
+            for c in 0..<C { o[c] = ((x[c] - m) * rs) * weight[c] + bias[c] }
+        } else {
+            for c in 0..<C { o[c] = ((x[c] - m) * rs) * weight[c] }
+        }
+        mean?[n] = m
+        rstd?[n] = rs
+    }
+}
+
+/// Reference twin of `layerNormForward`: two passes in Double.
+public func layerNormForwardRef(out: UnsafeMutablePointer<Float>,
+                                inp: UnsafePointer<Float>,
+                                weight: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
+                                N: Int, C: Int, eps: Float) {
+    for n in 0..<N {
+        let x = inp + n * C
+        var m = 0.0
+        for c in 0..<C { m += Double(x[c]) }
+        m /= Double(C)
+        var v = 0.0
+        for c in 0..<C { v += (Double(x[c]) - m) * (Double(x[c]) - m) }
+        v /= Double(C)
+        let rs = 1 / (v + Double(eps)).squareRoot()
+        for c in 0..<C {
+            out[n * C + c] = Float((Double(x[c]) - m) * rs * Double(weight[c]) + Double(bias?[c] ?? 0))
+        }
+    }
+}

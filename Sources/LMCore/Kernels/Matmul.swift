@@ -1,0 +1,124 @@
+/// How a weight matrix is stored.
+public enum WeightLayout: Sendable {
+    /// (in, out): y = x·W — GPT-2's Conv1D.
+    case inOut
+    /// (out, in): y = x·Wᵀ — `nn.Linear`, tied LM heads.
+    case outIn
+}
+
+/// out (N, OC) = inp (N, C) · W + bias, or out += … when `accumulate` (a fused residual add).
+///
+/// N = 1 (decoding) runs swift-lm's own GEMV, parallel over output columns so each weight is
+/// streamed once and the result does not depend on the thread count; N > 1 calls `sgemm`.
+public func matmulForward(out: UnsafeMutablePointer<Float>, inp: UnsafePointer<Float>,
+                          weight: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
+                          N: Int, C: Int, OC: Int, layout: WeightLayout,
+                          accumulate: Bool = false, pool: ThreadPool) {
+    if N == 1 {
+        switch layout {
+        case .inOut: gemvInOut(out: out, x: inp, weight: weight, bias: bias, C: C, OC: OC, accumulate: accumulate, pool: pool)
+        case .outIn: gemvOutIn(out: out, x: inp, weight: weight, bias: bias, C: C, OC: OC, accumulate: accumulate, pool: pool)
+        }
+        return
+    }
+    var beta: Float = accumulate ? 1 : 0
+    if let bias {
+        for n in 0..<N {
+            let o = out + n * OC
+            if accumulate {
+                for j in 0..<OC { o[j] += bias[j] }
+            } else {
+                o.update(from: bias, count: OC)
+            }
+        }
+        beta = 1
+    }
+    switch layout {
+    case .inOut:
+        BLAS.sgemm(M: N, N: OC, K: C, A: inp, lda: C, B: weight, ldb: OC, beta: beta, C: out, ldc: OC)
+    case .outIn:
+        BLAS.sgemm(transB: true, M: N, N: OC, K: C, A: inp, lda: C, B: weight, ldb: C, beta: beta, C: out, ldc: OC)
+    }
+}
+
+/// Reference twin of `matmulForward`: a plain triple loop with Double accumulation.
+public func matmulForwardRef(out: UnsafeMutablePointer<Float>, inp: UnsafePointer<Float>,
+                             weight: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
+                             N: Int, C: Int, OC: Int, layout: WeightLayout, accumulate: Bool = false) {
+    for n in 0..<N {
+        for j in 0..<OC {
+            var s = Double(bias?[j] ?? 0)
+            for i in 0..<C {
+                let w = layout == .inOut ? weight[i * OC + j] : weight[j * C + i]
+                s += Double(inp[n * C + i]) * Double(w)
+            }
+            out[n * OC + j] = accumulate ? out[n * OC + j] + Float(s) : Float(s)
+        }
+    }
+}
+
+/// y (OC) = x (C) · W (C, OC) + b. Each thread owns a contiguous block of columns and sweeps
+/// the rows four at a time, so the weight streams from memory in long sequential runs.
+@inline(__always)
+func gemvInOut(out: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>, weight: UnsafePointer<Float>,
+               bias: UnsafePointer<Float>?, C: Int, OC: Int, accumulate: Bool, pool: ThreadPool) {
+    pool.parallelFor(OC, grain: 64, minimumPerThread: 128) { range in
+        let j0 = range.lowerBound
+        let w = range.count
+        let y = out + j0
+        if !accumulate {
+            if let bias { y.update(from: bias + j0, count: w) } else { y.initialize(repeating: 0, count: w) }
+        } else if let bias {
+            for j in 0..<w { y[j] += bias[j0 + j] }
+        }
+        let ry = UnsafeMutableRawPointer(y)
+        var i = 0
+        while i &+ 4 <= C {
+            let x0 = SIMD8<Float>(repeating: x[i]), x1 = SIMD8<Float>(repeating: x[i &+ 1])
+            let x2 = SIMD8<Float>(repeating: x[i &+ 2]), x3 = SIMD8<Float>(repeating: x[i &+ 3])
+            let r0 = UnsafeRawPointer(weight + (i &* OC &+ j0))
+            let r1 = UnsafeRawPointer(weight + ((i &+ 1) &* OC &+ j0))
+            let r2 = UnsafeRawPointer(weight + ((i &+ 2) &* OC &+ j0))
+            let r3 = UnsafeRawPointer(weight + ((i &+ 3) &* OC &+ j0))
+            var j = 0
+            while j &+ 8 <= w {
+                let o = j &* 4
+                var acc = r0.loadUnaligned(fromByteOffset: o, as: SIMD8<Float>.self) * x0
+                acc = acc.addingProduct(r1.loadUnaligned(fromByteOffset: o, as: SIMD8<Float>.self), x1)
+                acc = acc.addingProduct(r2.loadUnaligned(fromByteOffset: o, as: SIMD8<Float>.self), x2)
+                acc = acc.addingProduct(r3.loadUnaligned(fromByteOffset: o, as: SIMD8<Float>.self), x3)
+                ry.storeBytes(of: ry.loadUnaligned(fromByteOffset: o, as: SIMD8<Float>.self) + acc,
+                              toByteOffset: o, as: SIMD8<Float>.self)
+                j &+= 8
+            }
+            while j < w {
+                let p0 = (weight + (i &* OC &+ j0))[j] * x[i]
+                let p1 = (weight + ((i &+ 1) &* OC &+ j0))[j] * x[i &+ 1]
+                let p2 = (weight + ((i &+ 2) &* OC &+ j0))[j] * x[i &+ 2]
+                let p3 = (weight + ((i &+ 3) &* OC &+ j0))[j] * x[i &+ 3]
+                y[j] += ((p0 + p1) + p2) + p3
+                j &+= 1
+            }
+            i &+= 4
+        }
+        while i < C {
+            let xi = x[i]
+            let r = weight + (i &* OC &+ j0)
+            for j in 0..<w { y[j] = y[j].addingProduct(xi, r[j]) }
+            i &+= 1
+        }
+    }
+}
+
+/// y (OC) = W (OC, C) · x (C) + b: one dot product per output row, rows split across threads.
+@inline(__always)
+func gemvOutIn(out: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>, weight: UnsafePointer<Float>,
+               bias: UnsafePointer<Float>?, C: Int, OC: Int, accumulate: Bool, pool: ThreadPool) {
+    pool.parallelFor(OC, grain: 16, minimumPerThread: 64) { range in
+        for j in range {
+            var s = VectorMath.dot(weight + j &* C, x, C)
+            if let bias { s += bias[j] }
+            out[j] = accumulate ? out[j] + s : s
+        }
+    }
+}

@@ -1,0 +1,86 @@
+import LMCore
+import LMModels
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Timings of one generation, as `lm generate` and `lm bench` report them.
+public struct GenerationStats: Sendable, Codable, Equatable {
+    public var promptTokens = 0
+    public var promptSeconds = 0.0
+    public var generatedTokens = 0
+    /// From the end of the prefill to the last token.
+    public var generationSeconds = 0.0
+    public var stoppedAtEOS = false
+
+    public init() {}
+
+    public var promptTokensPerSecond: Double { promptSeconds > 0 ? Double(promptTokens) / promptSeconds : 0 }
+    public var tokensPerSecond: Double { generationSeconds > 0 ? Double(generatedTokens) / generationSeconds : 0 }
+}
+
+/// Monotonic seconds.
+@inline(__always)
+public func monotonicSeconds() -> Double {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
+}
+
+/// Runs a prompt through a model and samples tokens one at a time, reusing one KV cache.
+///
+/// The prompt goes through the model in one batched prefill; each new token is then fed back
+/// with a single-token forward. Nothing is allocated per token.
+///
+/// ```swift
+/// let gen = try TokenGenerator(model: model, settings: .greedy)
+/// let stats = try gen.generate(prompt: ids, maxTokens: 50) { token in print(token); return true }
+/// ```
+public final class TokenGenerator {
+    public let model: any CausalLanguageModel
+    public let cache: KVCache
+    public let sampler: Sampler
+    /// Tokens that end a generation (not passed to `onToken`). Defaults to the model's EOS.
+    public var stopTokens: Set<Int>
+    private let step: UnsafeMutablePointer<Int32>
+
+    public init(model: any CausalLanguageModel, settings: SamplerSettings, cache: KVCache? = nil) throws {
+        self.model = model
+        self.cache = cache ?? model.makeCache()
+        sampler = try Sampler(settings: settings, vocabularySize: model.vocabularySize)
+        stopTokens = model.eosTokenID.map { [$0] } ?? []
+        step = .allocate(capacity: 1)
+    }
+
+    deinit { step.deallocate() }
+
+    /// Feeds `prompt` (appending to whatever the cache holds), then samples up to `maxTokens`
+    /// tokens, calling `onToken` for each; `onToken` returns false to stop early.
+    /// Stops at a stop token or when the cache is full.
+    @discardableResult
+    public func generate(prompt: [Int], maxTokens: Int, onToken: (Int) throws -> Bool) throws -> GenerationStats {
+        var stats = GenerationStats()
+        let ids = prompt.map { Int32(truncatingIfNeeded: $0) }
+        let t0 = monotonicSeconds()
+        var logits = try ids.withUnsafeBufferPointer { try model.forward(tokens: $0, cache: cache, allLogits: false) }
+        for t in prompt { sampler.accept(t) }
+        let t1 = monotonicSeconds()
+        stats.promptTokens = prompt.count
+        stats.promptSeconds = t1 - t0
+        var produced = 0
+        while produced < maxTokens {
+            let token = sampler.sample(logits: UnsafeBufferPointer(logits))
+            sampler.accept(token)
+            if stopTokens.contains(token) { stats.stoppedAtEOS = true; break }
+            produced += 1
+            if try !onToken(token) { break }
+            if produced == maxTokens || cache.remaining == 0 { break }
+            step[0] = Int32(token)
+            logits = try model.forward(tokens: UnsafeBufferPointer(start: step, count: 1), cache: cache, allLogits: false)
+        }
+        stats.generatedTokens = produced
+        stats.generationSeconds = monotonicSeconds() - t1
+        return stats
+    }
+}

@@ -1,0 +1,297 @@
+import Foundation
+import LMCore
+
+// Legend: B rows in a chunk, T tokens, C channels (n_embd), V vocabulary, L layers,
+// NH heads, HS head size (C / NH), P the first position of a chunk.
+
+/// GPT-2's `config.json` (Hugging Face `GPT2Config`), with defaults for absent keys.
+public struct GPT2Config: Codable, Sendable, Equatable {
+    public var vocabSize: Int = 50257
+    public var nPositions: Int = 1024
+    public var nEmbd: Int = 768
+    public var nLayer: Int = 12
+    public var nHead: Int = 12
+    /// MLP width; nil means 4 · nEmbd.
+    public var nInner: Int? = nil
+    public var activationFunction: String = "gelu_new"
+    public var layerNormEpsilon: Float = 1e-5
+    public var bosTokenID: Int? = 50256
+    public var eosTokenID: Int? = 50256
+    public var tieWordEmbeddings: Bool = true
+    public var scaleAttnWeights: Bool = true
+    public var scaleAttnByInverseLayerIdx: Bool = false
+    public var reorderAndUpcastAttn: Bool = false
+    public var modelType: String = "gpt2"
+
+    enum CodingKeys: String, CodingKey {
+        case vocabSize = "vocab_size", nPositions = "n_positions", nEmbd = "n_embd", nLayer = "n_layer"
+        case nHead = "n_head", nInner = "n_inner", activationFunction = "activation_function"
+        case layerNormEpsilon = "layer_norm_epsilon", bosTokenID = "bos_token_id", eosTokenID = "eos_token_id"
+        case tieWordEmbeddings = "tie_word_embeddings", scaleAttnWeights = "scale_attn_weights"
+        case scaleAttnByInverseLayerIdx = "scale_attn_by_inverse_layer_idx"
+        case reorderAndUpcastAttn = "reorder_and_upcast_attn", modelType = "model_type"
+    }
+
+    public init() {}
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        let d = GPT2Config()
+        vocabSize = try c.decodeIfPresent(Int.self, forKey: .vocabSize) ?? d.vocabSize
+        nPositions = try c.decodeIfPresent(Int.self, forKey: .nPositions) ?? d.nPositions
+        nEmbd = try c.decodeIfPresent(Int.self, forKey: .nEmbd) ?? d.nEmbd
+        nLayer = try c.decodeIfPresent(Int.self, forKey: .nLayer) ?? d.nLayer
+        nHead = try c.decodeIfPresent(Int.self, forKey: .nHead) ?? d.nHead
+        nInner = try c.decodeIfPresent(Int.self, forKey: .nInner)
+        activationFunction = try c.decodeIfPresent(String.self, forKey: .activationFunction) ?? d.activationFunction
+        layerNormEpsilon = try c.decodeIfPresent(Float.self, forKey: .layerNormEpsilon) ?? d.layerNormEpsilon
+        bosTokenID = try c.decodeIfPresent(Int.self, forKey: .bosTokenID)
+        eosTokenID = try c.decodeIfPresent(Int.self, forKey: .eosTokenID)
+        tieWordEmbeddings = try c.decodeIfPresent(Bool.self, forKey: .tieWordEmbeddings) ?? d.tieWordEmbeddings
+        scaleAttnWeights = try c.decodeIfPresent(Bool.self, forKey: .scaleAttnWeights) ?? d.scaleAttnWeights
+        scaleAttnByInverseLayerIdx = try c.decodeIfPresent(Bool.self, forKey: .scaleAttnByInverseLayerIdx) ?? false
+        reorderAndUpcastAttn = try c.decodeIfPresent(Bool.self, forKey: .reorderAndUpcastAttn) ?? false
+        modelType = try c.decodeIfPresent(String.self, forKey: .modelType) ?? d.modelType
+    }
+
+    /// The GPT-2 small shape (124 M parameters).
+    public static let gpt2Small = GPT2Config()
+
+    /// Presets by name, for `lm bench --random NAME`.
+    public static let presets: [String: GPT2Config] = [
+        "gpt2-124m": .gpt2Small,
+        "gpt2-355m": { var c = GPT2Config(); c.nEmbd = 1024; c.nLayer = 24; c.nHead = 16; return c }(),
+    ]
+
+    public var innerSize: Int { nInner ?? 4 * nEmbd }
+    public var headSize: Int { nEmbd / nHead }
+
+    public var gelu: GELUKind {
+        get throws {
+            switch activationFunction {
+            case "gelu_new", "gelu_pytorch_tanh", "gelu_fast": return .tanh
+            case "gelu": return .erf
+            default:
+                throw LMError(.invalidConfig, "activation_function '\(activationFunction)' is not supported (supported: gelu_new, gelu_pytorch_tanh, gelu)")
+            }
+        }
+    }
+
+    /// Throws a one-line error for any value swift-lm cannot run.
+    public func validate() throws {
+        func check(_ ok: Bool, _ message: String) throws {
+            if !ok { throw LMError(.invalidConfig, "GPT-2 config: " + message) }
+        }
+        try check(vocabSize > 0 && nPositions > 0 && nEmbd > 0 && nLayer > 0 && nHead > 0,
+                  "vocab_size, n_positions, n_embd, n_layer and n_head must be positive")
+        try check(nEmbd % nHead == 0, "n_embd (\(nEmbd)) must be divisible by n_head (\(nHead))")
+        try check(innerSize > 0, "n_inner must be positive")
+        try check(scaleAttnWeights, "scale_attn_weights = false is not supported")
+        try check(!scaleAttnByInverseLayerIdx, "scale_attn_by_inverse_layer_idx = true is not supported")
+        try check(layerNormEpsilon > 0, "layer_norm_epsilon must be positive")
+        _ = try gelu
+    }
+
+    /// Every parameter with its Hugging Face name and shape, in `named_parameters()` order.
+    /// Conv1D weights are (in, out).
+    public var parameterLayout: [(name: String, shape: [Int])] {
+        let C = nEmbd, F = innerSize
+        var layout: [(name: String, shape: [Int])] = [
+            ("transformer.wte.weight", [vocabSize, C]),
+            ("transformer.wpe.weight", [nPositions, C]),
+        ]
+        for l in 0..<nLayer {
+            let p = "transformer.h.\(l)."
+            layout += [
+                (p + "ln_1.weight", [C]), (p + "ln_1.bias", [C]),
+                (p + "attn.c_attn.weight", [C, 3 * C]), (p + "attn.c_attn.bias", [3 * C]),
+                (p + "attn.c_proj.weight", [C, C]), (p + "attn.c_proj.bias", [C]),
+                (p + "ln_2.weight", [C]), (p + "ln_2.bias", [C]),
+                (p + "mlp.c_fc.weight", [C, F]), (p + "mlp.c_fc.bias", [F]),
+                (p + "mlp.c_proj.weight", [F, C]), (p + "mlp.c_proj.bias", [C]),
+            ]
+        }
+        layout += [("transformer.ln_f.weight", [C]), ("transformer.ln_f.bias", [C])]
+        if !tieWordEmbeddings { layout.append(("lm_head.weight", [vocabSize, C])) }
+        return layout
+    }
+}
+
+/// GPT-2 (Hugging Face `GPT2LMHeadModel`) inference with a KV cache.
+public final class GPT2Model: CausalLanguageModel, @unchecked Sendable {
+    public let config: GPT2Config
+    public var modelType: String { "gpt2" }
+    public var vocabularySize: Int { config.vocabSize }
+    public var contextLength: Int { config.nPositions }
+    public var bosTokenID: Int? { config.bosTokenID }
+    public var eosTokenID: Int? { config.eosTokenID }
+    public let parameterCount: Int
+
+    struct Layer {
+        let ln1w, ln1b: Tensor            // (C)
+        let attnW, attnB: Tensor          // (C, 3C), (3C)
+        let projW, projB: Tensor          // (C, C), (C)
+        let ln2w, ln2b: Tensor            // (C)
+        let fcW, fcB: Tensor              // (C, F), (F)
+        let fcProjW, fcProjB: Tensor      // (F, C), (C)
+    }
+
+    let wte: Tensor                       // (V, C)
+    let wpe: Tensor                       // (maxT, C)
+    let layers: [Layer]
+    let lnfW, lnfB: Tensor                // (C)
+    let lmHead: Tensor                    // (V, C): wte when tied
+    let gelu: GELUKind
+    let pool: ThreadPool
+
+    /// Rows processed per pass during prefill (like llama.cpp's n_batch).
+    public let maxBatch: Int
+    private let ws: Workspace
+
+    /// Activation buffers reused by every forward call (no allocation while decoding).
+    final class Workspace {
+        let x, h, qkv, att, fc: Tensor    // (B, C), (B, C), (B, 3C), (B, C), (B, F)
+        let scratch: Tensor               // attention scores: (max(B, NH), maxT)
+        var logits: Tensor                // (rows, V); grows for allLogits calls
+        var ids: [Int32]                  // (B) chunk ids
+
+        init(config c: GPT2Config, batch B: Int) {
+            x = Tensor(zeros: [B, c.nEmbd]); h = Tensor(zeros: [B, c.nEmbd])
+            qkv = Tensor(zeros: [B, 3 * c.nEmbd]); att = Tensor(zeros: [B, c.nEmbd])
+            fc = Tensor(zeros: [B, c.innerSize])
+            scratch = Tensor(zeros: [max(B, c.nHead) * c.nPositions])
+            logits = Tensor(zeros: [1, c.vocabSize])
+            ids = [Int32](repeating: 0, count: B)
+        }
+    }
+
+    /// Builds the model over named tensors (from a checkpoint or a parameter slab).
+    /// `tensor(name, shape)` must return the tensor or throw a missing/shape error.
+    public init(config: GPT2Config, maxBatch: Int = 512, pool: ThreadPool = Threads.shared,
+                tensor: (String, [Int]) throws -> Tensor) throws {
+        try config.validate()
+        self.config = config
+        self.pool = pool
+        self.gelu = try config.gelu
+        let shapes = Dictionary(uniqueKeysWithValues: config.parameterLayout.map { ($0.name, $0.shape) })
+        func get(_ name: String) throws -> Tensor { try tensor(name, shapes[name]!) }
+        wte = try get("transformer.wte.weight")
+        wpe = try get("transformer.wpe.weight")
+        layers = try (0..<config.nLayer).map { l in
+            let p = "transformer.h.\(l)."
+            return Layer(ln1w: try get(p + "ln_1.weight"), ln1b: try get(p + "ln_1.bias"),
+                         attnW: try get(p + "attn.c_attn.weight"), attnB: try get(p + "attn.c_attn.bias"),
+                         projW: try get(p + "attn.c_proj.weight"), projB: try get(p + "attn.c_proj.bias"),
+                         ln2w: try get(p + "ln_2.weight"), ln2b: try get(p + "ln_2.bias"),
+                         fcW: try get(p + "mlp.c_fc.weight"), fcB: try get(p + "mlp.c_fc.bias"),
+                         fcProjW: try get(p + "mlp.c_proj.weight"), fcProjB: try get(p + "mlp.c_proj.bias"))
+        }
+        lnfW = try get("transformer.ln_f.weight")
+        lnfB = try get("transformer.ln_f.bias")
+        lmHead = config.tieWordEmbeddings ? wte : try get("lm_head.weight")
+        parameterCount = config.parameterLayout.reduce(0) { $0 + $1.shape.reduce(1, *) }
+        self.maxBatch = max(1, min(maxBatch, config.nPositions))
+        ws = Workspace(config: config, batch: self.maxBatch)
+    }
+
+    /// Loads a Hugging Face GPT-2 folder; tensor names with or without the `transformer.` prefix.
+    public convenience init(folder: ModelFolder, pool: ThreadPool = Threads.shared) throws {
+        let config = try folder.decodeConfig(GPT2Config.self)
+        try config.validate()
+        let file = try folder.openWeights()
+        try self.init(config: config, pool: pool) { name, shape in
+            var candidates = [name]
+            if name.hasPrefix("transformer.") { candidates.append(String(name.dropFirst("transformer.".count))) }
+            for candidate in candidates where file.contains(candidate) {
+                return try file.tensor(candidate, shape: shape)
+            }
+            throw LMError(.missingTensor, "'\(folder.weightsPath)' has no tensor '\(name)' — is this a GPT-2 checkpoint matching its config.json?")
+        }
+    }
+
+    /// A model with random weights (N(0, 0.02²) matrices, unit LayerNorm scales, zero biases),
+    /// held in one parameter slab: for benchmarks and tests.
+    public convenience init(randomWith config: GPT2Config, seed: UInt64, pool: ThreadPool = Threads.shared) throws {
+        try config.validate()
+        let slab = ParameterSlab(layout: config.parameterLayout)
+        var rng = SeededRNG(seed: seed)
+        for (name, t) in slab.tensors {
+            if t.rank >= 2 {
+                rng.fillNormal(t.buffer, std: 0.02)
+            } else if name.hasSuffix(".weight") {
+                t.buffer.initialize(repeating: 1)
+            }
+        }
+        try self.init(config: config, pool: pool) { name, _ in try slab.tensor(name) }
+    }
+
+    public func makeCache(capacity: Int?) -> KVCache {
+        KVCache(layers: config.nLayer, capacity: min(capacity ?? config.nPositions, config.nPositions),
+                width: config.nEmbd)
+    }
+
+    public func forward(tokens: UnsafeBufferPointer<Int32>, cache: KVCache, allLogits: Bool) throws
+        -> UnsafeMutableBufferPointer<Float> {
+        try validate(tokens: tokens, cache: cache)
+        let T = tokens.count, V = config.vocabSize, C = config.nEmbd
+        let rows = allLogits ? T : 1
+        if ws.logits.shape[0] < rows { ws.logits = Tensor(zeros: [rows, V]) }
+        var done = 0
+        while done < T {
+            let B = min(maxBatch, T - done)
+            for i in 0..<B { ws.ids[i] = tokens[done + i] }
+            forwardChunk(B: B, cache: cache)
+            defer { done += B }
+            // Final LayerNorm and LM head: every row when all logits are wanted, else only the last token.
+            if !allLogits && done + B < T { continue }
+            let first = allLogits ? 0 : B - 1
+            let n = B - first
+            layerNormForward(out: ws.h.data, mean: nil, rstd: nil, inp: ws.x.data + first * C,
+                             weight: lnfW.data, bias: lnfB.data, N: n, C: C, eps: config.layerNormEpsilon)
+            let dest = allLogits ? ws.logits.data + done * V : ws.logits.data
+            matmulForward(out: dest, inp: ws.h.data, weight: lmHead.data, bias: nil,
+                          N: n, C: C, OC: V, layout: .outIn, pool: pool)
+        }
+        return UnsafeMutableBufferPointer(start: ws.logits.data, count: rows * V)
+    }
+
+    /// One chunk of B tokens (ids in `ws.ids`) at positions cache.length ..< cache.length + B;
+    /// leaves the final residual stream in `ws.x` and advances the cache.
+    private func forwardChunk(B: Int, cache: KVCache) {
+        let C = config.nEmbd, F = config.innerSize, NH = config.nHead, HS = config.headSize
+        let P = cache.length
+        let x = ws.x.data, h = ws.h.data, qkv = ws.qkv.data, att = ws.att.data, fc = ws.fc.data
+        let eps = config.layerNormEpsilon
+        ws.ids.withUnsafeBufferPointer { ids in
+            embeddingForward(out: x, tokens: ids.baseAddress!, tokenTable: wte.data, positionTable: wpe.data,
+                             startPosition: P, T: B, C: C)
+        }
+        let dims = AttentionDims(T: B, L: P + B, NH: NH, KVH: NH, HS: HS,
+                                 qStride: 3 * C, kvStride: C, outStride: C, causal: true)
+        for (l, w) in layers.enumerated() {
+            layerNormForward(out: h, mean: nil, rstd: nil, inp: x, weight: w.ln1w.data, bias: w.ln1b.data,
+                             N: B, C: C, eps: eps)
+            matmulForward(out: qkv, inp: h, weight: w.attnW.data, bias: w.attnB.data,
+                          N: B, C: C, OC: 3 * C, layout: .inOut, pool: pool)
+            let kc = cache.keys(l), vc = cache.values(l)
+            for t in 0..<B {
+                (kc + (P + t) * C).update(from: qkv + t * 3 * C + C, count: C)
+                (vc + (P + t) * C).update(from: qkv + t * 3 * C + 2 * C, count: C)
+            }
+            attentionForward(out: att, q: qkv, k: kc, v: vc, scratch: ws.scratch.data, dims: dims, pool: pool)
+            matmulForward(out: x, inp: att, weight: w.projW.data, bias: w.projB.data,
+                          N: B, C: C, OC: C, layout: .inOut, accumulate: true, pool: pool)
+            layerNormForward(out: h, mean: nil, rstd: nil, inp: x, weight: w.ln2w.data, bias: w.ln2b.data,
+                             N: B, C: C, eps: eps)
+            matmulForward(out: fc, inp: h, weight: w.fcW.data, bias: w.fcB.data,
+                          N: B, C: C, OC: F, layout: .inOut, pool: pool)
+            geluForward(out: fc, inp: fc, n: B * F, kind: gelu, pool: pool)
+            matmulForward(out: x, inp: fc, weight: w.fcProjW.data, bias: w.fcProjB.data,
+                          N: B, C: F, OC: C, layout: .inOut, accumulate: true, pool: pool)
+        }
+        cache.advance(by: B)
+    }
+
+    /// Weight bytes (float32), tied tensors counted once.
+    public var weightBytes: Int { parameterCount * 4 }
+}

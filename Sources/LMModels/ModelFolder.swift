@@ -1,0 +1,59 @@
+import Foundation
+import LMCore
+
+/// A model folder in the Hugging Face layout: `config.json`, `model.safetensors`
+/// (optionally a tokenizer). Opening it checks that the files exist and reads `model_type`.
+public struct ModelFolder: Sendable {
+    public let path: String
+    /// The parsed `config.json`.
+    public let configData: Data
+    public let modelType: String
+
+    public init(path: String) throws {
+        let p = path.hasSuffix("/") && path.count > 1 ? String(path.dropLast()) : path
+        self.path = p
+        guard FileIO.exists(p) else {
+            throw LMError(.fileNotFound, "model folder '\(p)' does not exist — pass --model with a folder holding config.json and model.safetensors")
+        }
+        guard FileIO.isDirectory(p) else {
+            throw LMError(.fileNotFound, "'\(p)' is a file, not a model folder — pass the folder holding config.json and model.safetensors")
+        }
+        let configPath = p + "/config.json"
+        guard FileIO.exists(configPath) else {
+            throw LMError(.fileNotFound, "'\(p)' has no config.json — a model folder holds config.json and model.safetensors (the Hugging Face layout)")
+        }
+        guard let data = FileManager.default.contents(atPath: configPath),
+              let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
+            throw LMError(.corruptFile, "'\(configPath)' is not a JSON object — fix or re-download the config")
+        }
+        guard let type = object["model_type"] as? String else {
+            throw LMError(.invalidConfig, "'\(configPath)' has no \"model_type\" — add one (for example \"gpt2\")")
+        }
+        configData = data
+        modelType = type
+    }
+
+    public var weightsPath: String { path + "/model.safetensors" }
+
+    /// Opens `model.safetensors`.
+    public func openWeights() throws -> SafeTensorsFile {
+        guard FileIO.exists(weightsPath) else {
+            throw LMError(.fileNotFound, "'\(path)' has no model.safetensors — convert the checkpoint to safetensors (transformers: model.save_pretrained(dir))")
+        }
+        return try SafeTensorsFile(path: weightsPath)
+    }
+
+    /// Decodes `config.json` into `T`, turning decoding failures into one-line errors.
+    public func decodeConfig<T: Decodable>(_ type: T.Type) throws -> T {
+        do {
+            return try JSONDecoder().decode(T.self, from: configData)
+        } catch let DecodingError.keyNotFound(key, _) {
+            throw LMError(.invalidConfig, "'\(path)/config.json' is missing \"\(key.stringValue)\"")
+        } catch let DecodingError.typeMismatch(_, ctx) {
+            let key = ctx.codingPath.map(\.stringValue).joined(separator: ".")
+            throw LMError(.invalidConfig, "'\(path)/config.json': \"\(key)\" has the wrong type")
+        } catch {
+            throw LMError(.invalidConfig, "'\(path)/config.json' cannot be read: \(error)")
+        }
+    }
+}

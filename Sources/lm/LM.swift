@@ -1,0 +1,27 @@
+import ArgumentParser
+import LMCore
+
+/// `lm`: the swift-lm command-line tool. Each subcommand lives in its own file and only parses
+/// arguments and calls the libraries.
+@main
+struct LM: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "lm",
+        abstract: "Run, train and quantize transformer language models on the CPU.",
+        discussion: """
+        Examples:
+          lm generate --prompt "ROMEO:" --max-tokens 100
+          lm forward --model DIR --ids 1,2,3 --out logits.safetensors
+          lm bench --random gpt2-124m
+          lm tokenize --tokenizer DIR "Hello world"
+        """,
+        version: "0.1.0",
+        subcommands: [
+            GenerateCommand.self,
+            ForwardCommand.self,
+            BenchCommand.self,
+            TokenizeCommand.self,
+            TokenizerCommand.self,
+        ]
+    )
+}
