@@ -61,6 +61,9 @@ public struct GPT2Config: Codable, Sendable, Equatable {
     public static let presets: [String: GPT2Config] = [
         "gpt2-124m": .gpt2Small,
         "gpt2-355m": { var c = GPT2Config(); c.nEmbd = 1024; c.nLayer = 24; c.nHead = 16; return c }(),
+        // A tiny shape with GPT-2's context, for fast tests of the benchmark harness.
+        "gpt2-nano": { var c = GPT2Config(); c.vocabSize = 1000; c.nEmbd = 64; c.nLayer = 2; c.nHead = 4
+                       c.bosTokenID = 999; c.eosTokenID = 999; return c }(),
     ]
 
     public var innerSize: Int { nInner ?? 4 * nEmbd }

@@ -34,11 +34,11 @@ struct BenchCommand: ParsableCommand {
     @OptionGroup var threads: ThreadOptions
 
     func validate() throws {
-        if (model == nil) == (random == nil) { throw ValidationError("give --model DIR or --random NAME (one of them)") }
+        if (model == nil) == (random == nil) { throw LMError(.invalidArgument, "give --model DIR or --random NAME (one of them)") }
         if let random, GPT2Config.presets[random] == nil {
-            throw ValidationError("--random \(random) is not a known shape (known: \(GPT2Config.presets.keys.sorted().joined(separator: ", ")))")
+            throw LMError(.invalidArgument, "--random \(random) is not a known shape (known: \(GPT2Config.presets.keys.sorted().joined(separator: ", ")))")
         }
-        if pp < 1 || tg < 1 || reps < 1 { throw ValidationError("--pp, --tg and --reps must be ≥ 1") }
+        if pp < 1 || tg < 1 || reps < 1 { throw LMError(.invalidArgument, "--pp, --tg and --reps must be ≥ 1") }
     }
 
     func run() throws {

@@ -10,7 +10,7 @@ struct ThreadOptions: ParsableArguments {
 
     func validate() throws {
         if let threads, threads < 1 || threads > 256 {
-            throw ValidationError("--threads \(threads) is out of range: use 1...256")
+            throw LMError(.invalidArgument, "--threads \(threads) is out of range: use 1...256")
         }
     }
 
@@ -46,7 +46,7 @@ struct SamplingOptions: ParsableArguments {
     }
 
     func validate() throws {
-        do { try settings.validate() } catch let e as LMError { throw ValidationError(e.message) }
+        do { try settings.validate() } catch let e as LMError { throw e }
     }
 }
 
@@ -74,9 +74,9 @@ enum BundledModels {
 /// Parses "1,2,3" (spaces allowed) into ids.
 func parseIDs(_ text: String, flag: String) throws -> [Int] {
     let parts = text.split(whereSeparator: { $0 == "," || $0 == " " })
-    guard !parts.isEmpty else { throw ValidationError("\(flag) is empty: give ids like 1,2,3") }
+    guard !parts.isEmpty else { throw LMError(.invalidArgument, "\(flag) is empty: give ids like 1,2,3") }
     return try parts.map { p in
-        guard let v = Int(p), v >= 0 else { throw ValidationError("\(flag): '\(p)' is not a token id (a non-negative integer)") }
+        guard let v = Int(p), v >= 0 else { throw LMError(.invalidArgument, "\(flag): '\(p)' is not a token id (a non-negative integer)") }
         return v
     }
 }

@@ -34,9 +34,9 @@ struct GenerateCommand: ParsableCommand {
     @OptionGroup var threads: ThreadOptions
 
     func validate() throws {
-        if prompt != nil && promptIds != nil { throw ValidationError("give --prompt or --prompt-ids, not both") }
-        if prompt == nil && promptIds == nil { throw ValidationError("give a prompt: --prompt TEXT or --prompt-ids 1,2,3") }
-        if maxTokens < 0 { throw ValidationError("--max-tokens \(maxTokens) must be ≥ 0") }
+        if prompt != nil && promptIds != nil { throw LMError(.invalidArgument, "give --prompt or --prompt-ids, not both") }
+        if prompt == nil && promptIds == nil { throw LMError(.invalidArgument, "give a prompt: --prompt TEXT or --prompt-ids 1,2,3") }
+        if maxTokens < 0 { throw LMError(.invalidArgument, "--max-tokens \(maxTokens) must be ≥ 0") }
     }
 
     func run() throws {

@@ -41,7 +41,7 @@ public enum VectorMath {
     @inline(__always)
     public static func erf(_ x: Float) -> Float {
         let a = x < 0 ? -x : x
-        let t = 1 / a.addingProduct(0.327_591_1, 1)
+        let t = 1 / Float(1).addingProduct(a, 0.327_591_1)
         var p: Float = 1.061_405_429
         p = Float(-1.453_152_027).addingProduct(p, t)
         p = Float(1.421_413_741).addingProduct(p, t)
