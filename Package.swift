@@ -66,6 +66,14 @@ let package = Package(
             swiftSettings: optimized
         ),
 
+        // Kernel micro-benchmarks (not part of the product).
+        .executableTarget(
+            name: "lm-kernel-bench",
+            dependencies: ["LMCore"],
+            path: "Benchmarks/KernelBench",
+            swiftSettings: optimized
+        ),
+
         // Tests mirror the modules; LMTestSupport holds tolerances, fixtures and helpers.
         .target(
             name: "LMTestSupport",

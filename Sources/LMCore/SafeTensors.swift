@@ -110,6 +110,17 @@ public final class SafeTensorsFile: @unchecked Sendable {
         return (e, UnsafeRawBufferPointer(start: start, count: e.range.count))
     }
 
+    /// Tells the kernel the bytes of `name` are no longer needed in memory (the caller copied
+    /// them). Pages are dropped and re-read from the file if touched again.
+    public func release(_ name: String) {
+        guard let e = entries[name], let base = file.base else { return }
+        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        let start = Int(bitPattern: base) + dataStart + e.range.lowerBound
+        let lo = (start + page - 1) / page * page
+        let hi = (start + e.range.count) / page * page
+        if hi > lo { madvise(UnsafeMutableRawPointer(bitPattern: lo), hi - lo, Int32(MADV_DONTNEED)) }
+    }
+
     /// A float32 tensor: zero-copy for aligned F32, converted for F16/BF16/F64.
     /// When `shape` is given, a mismatch throws an error naming the tensor.
     public func tensor(_ name: String, shape expected: [Int]? = nil) throws -> Tensor {

@@ -121,6 +121,11 @@ public struct GPT2Config: Codable, Sendable, Equatable {
 }
 
 /// GPT-2 (Hugging Face `GPT2LMHeadModel`) inference with a KV cache.
+///
+/// The four projection matrices of each block are held transposed, as (out, in), in one
+/// owned slab: decoding then streams each weight row contiguously (the Conv1D (in, out) layout
+/// of the checkpoint is converted once at load). Embeddings, LayerNorms and biases stay
+/// zero-copy views of the checkpoint.
 public final class GPT2Model: CausalLanguageModel, @unchecked Sendable {
     public let config: GPT2Config
     public var modelType: String { "gpt2" }
@@ -132,11 +137,11 @@ public final class GPT2Model: CausalLanguageModel, @unchecked Sendable {
 
     struct Layer {
         let ln1w, ln1b: Tensor            // (C)
-        let attnW, attnB: Tensor          // (C, 3C), (3C)
+        let attnW, attnB: Tensor          // (3C, C), (3C)
         let projW, projB: Tensor          // (C, C), (C)
         let ln2w, ln2b: Tensor            // (C)
-        let fcW, fcB: Tensor              // (C, F), (F)
-        let fcProjW, fcProjB: Tensor      // (F, C), (C)
+        let fcW, fcB: Tensor              // (F, C), (F)
+        let fcProjW, fcProjB: Tensor      // (C, F), (C)
     }
 
     let wte: Tensor                       // (V, C)
@@ -146,6 +151,8 @@ public final class GPT2Model: CausalLanguageModel, @unchecked Sendable {
     let lmHead: Tensor                    // (V, C): wte when tied
     let gelu: GELUKind
     let pool: ThreadPool
+    /// The transposed projection matrices of every layer.
+    private let linearSlab: ParameterSlab
 
     /// Rows processed per pass during prefill (like llama.cpp's n_batch).
     public let maxBatch: Int
@@ -168,26 +175,50 @@ public final class GPT2Model: CausalLanguageModel, @unchecked Sendable {
         }
     }
 
-    /// Builds the model over named tensors (from a checkpoint or a parameter slab).
-    /// `tensor(name, shape)` must return the tensor or throw a missing/shape error.
-    public init(config: GPT2Config, maxBatch: Int = 512, pool: ThreadPool = Threads.shared,
-                tensor: (String, [Int]) throws -> Tensor) throws {
+    /// Names of the Conv1D weights of layer `l`, which the model keeps transposed.
+    static func conv1DNames(_ l: Int) -> [String] {
+        let p = "transformer.h.\(l)."
+        return [p + "attn.c_attn.weight", p + "attn.c_proj.weight", p + "mlp.c_fc.weight", p + "mlp.c_proj.weight"]
+    }
+
+    /// Builds the model from Hugging Face-named tensors in the checkpoint layout.
+    public init(config: GPT2Config, source: WeightSource, maxBatch: Int = 512,
+                pool: ThreadPool = Threads.shared) throws {
         try config.validate()
         self.config = config
         self.pool = pool
         self.gelu = try config.gelu
         let shapes = Dictionary(uniqueKeysWithValues: config.parameterLayout.map { ($0.name, $0.shape) })
-        func get(_ name: String) throws -> Tensor { try tensor(name, shapes[name]!) }
+        func get(_ name: String) throws -> Tensor { try source.tensor(name, shape: shapes[name]!) }
+
+        // One slab for the transposed matrices: (out, in) = the checkpoint's (in, out) swapped.
+        var linearLayout: [(name: String, shape: [Int])] = []
+        for l in 0..<config.nLayer {
+            for name in GPT2Model.conv1DNames(l) {
+                let s = shapes[name]!
+                linearLayout.append((name, [s[1], s[0]]))
+            }
+        }
+        let slab = ParameterSlab(layout: linearLayout)
+        linearSlab = slab
+        func getTransposed(_ name: String) throws -> Tensor {
+            let src = try get(name)
+            let dst = try slab.tensor(name)
+            transpose(out: dst.data, inp: src.data, rows: src.shape[0], cols: src.shape[1])
+            source.done(with: name)
+            return dst
+        }
+
         wte = try get("transformer.wte.weight")
         wpe = try get("transformer.wpe.weight")
         layers = try (0..<config.nLayer).map { l in
             let p = "transformer.h.\(l)."
             return Layer(ln1w: try get(p + "ln_1.weight"), ln1b: try get(p + "ln_1.bias"),
-                         attnW: try get(p + "attn.c_attn.weight"), attnB: try get(p + "attn.c_attn.bias"),
-                         projW: try get(p + "attn.c_proj.weight"), projB: try get(p + "attn.c_proj.bias"),
+                         attnW: try getTransposed(p + "attn.c_attn.weight"), attnB: try get(p + "attn.c_attn.bias"),
+                         projW: try getTransposed(p + "attn.c_proj.weight"), projB: try get(p + "attn.c_proj.bias"),
                          ln2w: try get(p + "ln_2.weight"), ln2b: try get(p + "ln_2.bias"),
-                         fcW: try get(p + "mlp.c_fc.weight"), fcB: try get(p + "mlp.c_fc.bias"),
-                         fcProjW: try get(p + "mlp.c_proj.weight"), fcProjB: try get(p + "mlp.c_proj.bias"))
+                         fcW: try getTransposed(p + "mlp.c_fc.weight"), fcB: try get(p + "mlp.c_fc.bias"),
+                         fcProjW: try getTransposed(p + "mlp.c_proj.weight"), fcProjB: try get(p + "mlp.c_proj.bias"))
         }
         lnfW = try get("transformer.ln_f.weight")
         lnfB = try get("transformer.ln_f.bias")
@@ -198,34 +229,17 @@ public final class GPT2Model: CausalLanguageModel, @unchecked Sendable {
     }
 
     /// Loads a Hugging Face GPT-2 folder; tensor names with or without the `transformer.` prefix.
-    public convenience init(folder: ModelFolder, pool: ThreadPool = Threads.shared) throws {
+    public convenience init(folder: ModelFolder, maxBatch: Int = 512, pool: ThreadPool = Threads.shared) throws {
         let config = try folder.decodeConfig(GPT2Config.self)
         try config.validate()
-        let file = try folder.openWeights()
-        try self.init(config: config, pool: pool) { name, shape in
-            var candidates = [name]
-            if name.hasPrefix("transformer.") { candidates.append(String(name.dropFirst("transformer.".count))) }
-            for candidate in candidates where file.contains(candidate) {
-                return try file.tensor(candidate, shape: shape)
-            }
-            throw LMError(.missingTensor, "'\(folder.weightsPath)' has no tensor '\(name)' — is this a GPT-2 checkpoint matching its config.json?")
-        }
+        let source = SafeTensorsWeightSource(file: try folder.openWeights(), optionalPrefixes: ["transformer."])
+        try self.init(config: config, source: source, maxBatch: maxBatch, pool: pool)
     }
 
     /// A model with random weights (N(0, 0.02²) matrices, unit LayerNorm scales, zero biases),
-    /// held in one parameter slab: for benchmarks and tests.
+    /// for benchmarks and tests.
     public convenience init(randomWith config: GPT2Config, seed: UInt64, pool: ThreadPool = Threads.shared) throws {
-        try config.validate()
-        let slab = ParameterSlab(layout: config.parameterLayout)
-        var rng = SeededRNG(seed: seed)
-        for (name, t) in slab.tensors {
-            if t.rank >= 2 {
-                rng.fillNormal(t.buffer, std: 0.02)
-            } else if name.hasSuffix(".weight") {
-                t.buffer.initialize(repeating: 1)
-            }
-        }
-        try self.init(config: config, pool: pool) { name, _ in try slab.tensor(name) }
+        try self.init(config: config, source: RandomWeightSource(seed: seed), pool: pool)
     }
 
     public func makeCache(capacity: Int?) -> KVCache {
@@ -275,7 +289,7 @@ public final class GPT2Model: CausalLanguageModel, @unchecked Sendable {
             layerNormForward(out: h, mean: nil, rstd: nil, inp: x, weight: w.ln1w.data, bias: w.ln1b.data,
                              N: B, C: C, eps: eps)
             matmulForward(out: qkv, inp: h, weight: w.attnW.data, bias: w.attnB.data,
-                          N: B, C: C, OC: 3 * C, layout: .inOut, pool: pool)
+                          N: B, C: C, OC: 3 * C, layout: .outIn, pool: pool)
             let kc = cache.keys(l), vc = cache.values(l)
             for t in 0..<B {
                 (kc + (P + t) * C).update(from: qkv + t * 3 * C + C, count: C)
@@ -283,14 +297,14 @@ public final class GPT2Model: CausalLanguageModel, @unchecked Sendable {
             }
             attentionForward(out: att, q: qkv, k: kc, v: vc, scratch: ws.scratch.data, dims: dims, pool: pool)
             matmulForward(out: x, inp: att, weight: w.projW.data, bias: w.projB.data,
-                          N: B, C: C, OC: C, layout: .inOut, accumulate: true, pool: pool)
+                          N: B, C: C, OC: C, layout: .outIn, accumulate: true, pool: pool)
             layerNormForward(out: h, mean: nil, rstd: nil, inp: x, weight: w.ln2w.data, bias: w.ln2b.data,
                              N: B, C: C, eps: eps)
             matmulForward(out: fc, inp: h, weight: w.fcW.data, bias: w.fcB.data,
-                          N: B, C: C, OC: F, layout: .inOut, pool: pool)
+                          N: B, C: C, OC: F, layout: .outIn, pool: pool)
             geluForward(out: fc, inp: fc, n: B * F, kind: gelu, pool: pool)
             matmulForward(out: x, inp: fc, weight: w.fcProjW.data, bias: w.fcProjB.data,
-                          N: B, C: F, OC: C, layout: .inOut, accumulate: true, pool: pool)
+                          N: B, C: F, OC: C, layout: .outIn, accumulate: true, pool: pool)
         }
         cache.advance(by: B)
     }

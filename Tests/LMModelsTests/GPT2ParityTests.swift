@@ -69,10 +69,8 @@ final class GPT2ParityTests: XCTestCase {
         let small = try GPT2Model(folder: folder, pool: ThreadPool(threads: 2))
         let ids = (0..<100).map { ($0 * 37) % 1000 }
         let config = small.config
-        let file = try folder.openWeights()
-        let chunked = try GPT2Model(config: config, maxBatch: 16, pool: ThreadPool(threads: 2)) { name, shape in
-            try file.tensor(name, shape: shape)
-        }
+        let chunked = try GPT2Model(folder: folder, maxBatch: 16, pool: ThreadPool(threads: 2))
+        XCTAssertEqual(chunked.config, config)
         let a = try small.forward(tokens: ids, cache: small.makeCache(), allLogits: true)
         let b = try chunked.forward(tokens: ids, cache: chunked.makeCache(), allLogits: true)
         assertClose(a, b, tol: Tolerance.cacheVsRecompute, "chunked prefill")

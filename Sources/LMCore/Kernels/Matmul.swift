@@ -110,15 +110,26 @@ func gemvInOut(out: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>, weight
     }
 }
 
-/// y (OC) = W (OC, C) · x (C) + b: one dot product per output row, rows split across threads.
+/// y (OC) = W (OC, C) · x (C) + b: rows split across threads, four rows at a time so each
+/// load of x serves four weight rows. Each thread streams one contiguous block of W.
 @inline(__always)
 func gemvOutIn(out: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>, weight: UnsafePointer<Float>,
                bias: UnsafePointer<Float>?, C: Int, OC: Int, accumulate: Bool, pool: ThreadPool) {
     pool.parallelFor(OC, grain: 16, minimumPerThread: 64) { range in
-        for j in range {
-            var s = VectorMath.dot(weight + j &* C, x, C)
+        @inline(__always) func store(_ j: Int, _ v: Float) {
+            var s = v
             if let bias { s += bias[j] }
             out[j] = accumulate ? out[j] + s : s
+        }
+        var j = range.lowerBound
+        while j &+ 4 <= range.upperBound {
+            let s = VectorMath.dot4(weight + j &* C, rowStride: C, x, C)
+            store(j, s[0]); store(j &+ 1, s[1]); store(j &+ 2, s[2]); store(j &+ 3, s[3])
+            j &+= 4
+        }
+        while j < range.upperBound {
+            store(j, VectorMath.dot1(weight + j &* C, x, C))
+            j &+= 1
         }
     }
 }

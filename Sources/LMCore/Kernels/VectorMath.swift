@@ -88,6 +88,54 @@ public enum VectorMath {
         return s
     }
 
+    /// Dot product with a single 8-wide accumulator: the per-row order `dot4` uses.
+    @inline(__always)
+    public static func dot1(_ w: UnsafePointer<Float>, _ x: UnsafePointer<Float>, _ n: Int) -> Float {
+        var a0 = SIMD8<Float>()
+        let rw = UnsafeRawPointer(w), rx = UnsafeRawPointer(x)
+        var i = 0
+        while i &+ 8 <= n {
+            let o = i &* 4
+            a0 = a0.addingProduct(rw.loadUnaligned(fromByteOffset: o, as: SIMD8<Float>.self),
+                                  rx.loadUnaligned(fromByteOffset: o, as: SIMD8<Float>.self))
+            i &+= 8
+        }
+        var s = horizontalSum(a0)
+        while i < n { s = s.addingProduct(w[i], x[i]); i &+= 1 }
+        return s
+    }
+
+    /// Four dot products of consecutive rows (row stride `rowStride`) with one vector x (n).
+    /// Each row is summed in the same order as `dot1`, so a row's result does not depend on
+    /// whether it was computed in a group of four.
+    @inline(__always)
+    public static func dot4(_ w: UnsafePointer<Float>, rowStride: Int, _ x: UnsafePointer<Float>, _ n: Int) -> SIMD4<Float> {
+        var a0 = SIMD8<Float>(), a1 = SIMD8<Float>(), a2 = SIMD8<Float>(), a3 = SIMD8<Float>()
+        let r0 = UnsafeRawPointer(w), r1 = UnsafeRawPointer(w + rowStride)
+        let r2 = UnsafeRawPointer(w + 2 &* rowStride), r3 = UnsafeRawPointer(w + 3 &* rowStride)
+        let rx = UnsafeRawPointer(x)
+        var i = 0
+        while i &+ 8 <= n {
+            let o = i &* 4
+            let xv = rx.loadUnaligned(fromByteOffset: o, as: SIMD8<Float>.self)
+            a0 = a0.addingProduct(r0.loadUnaligned(fromByteOffset: o, as: SIMD8<Float>.self), xv)
+            a1 = a1.addingProduct(r1.loadUnaligned(fromByteOffset: o, as: SIMD8<Float>.self), xv)
+            a2 = a2.addingProduct(r2.loadUnaligned(fromByteOffset: o, as: SIMD8<Float>.self), xv)
+            a3 = a3.addingProduct(r3.loadUnaligned(fromByteOffset: o, as: SIMD8<Float>.self), xv)
+            i &+= 8
+        }
+        var s = SIMD4(horizontalSum(a0), horizontalSum(a1), horizontalSum(a2), horizontalSum(a3))
+        while i < n {
+            let xi = x[i]
+            s[0] = s[0].addingProduct(w[i], xi)
+            s[1] = s[1].addingProduct(w[rowStride &+ i], xi)
+            s[2] = s[2].addingProduct(w[2 &* rowStride &+ i], xi)
+            s[3] = s[3].addingProduct(w[3 &* rowStride &+ i], xi)
+            i &+= 1
+        }
+        return s
+    }
+
     /// y[0..<n] += alpha * x[0..<n].
     @inline(__always)
     public static func axpy(_ y: UnsafeMutablePointer<Float>, _ alpha: Float, _ x: UnsafePointer<Float>, _ n: Int) {
