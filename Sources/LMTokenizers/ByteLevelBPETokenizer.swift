@@ -33,6 +33,7 @@ public final class ByteLevelBPETokenizer: Tokenizer, @unchecked Sendable {
     private let pieceIds: [String: Int]
     private let byteIds: [Int32]          // byte -> id of its single-byte token (-1: none)
     private let merges: IntPairMap        // (left id, right id) -> rank << 32 | merged id
+    var mergeTable: IntPairMap { merges }
     private let mergeCount: Int
     private let special: Set<Int>
     private let added: AddedTokens
@@ -122,7 +123,7 @@ public final class ByteLevelBPETokenizer: Tokenizer, @unchecked Sendable {
         if let specialTokens {
             self.specialTokens = specialTokens
         } else {
-            let eot = vocabulary["<|endoftext|>"]
+            let eot = vocabulary["<|endoftext|>"] ?? addedTokens.first { $0.content == "<|endoftext|>" }?.id
             self.specialTokens = SpecialTokens(bos: eot, eos: eot, unk: self.unk.map(Int.init))
         }
         self.postProcessor = postProcessor
@@ -144,20 +145,21 @@ public final class ByteLevelBPETokenizer: Tokenizer, @unchecked Sendable {
             vocabulary[k] = id
         }
         let merges = try Self.parseMerges(FileIO.readString(mergesFile), path: mergesFile)
-        try self.init(vocabulary: vocabulary, merges: merges)
+        // GPT-2's tokenizer treats <|endoftext|> as its special (bos = eos = unk) token.
+        var added: [(content: String, id: Int, special: Bool)] = []
+        if let eot = vocabulary.removeValue(forKey: "<|endoftext|>") { added.append(("<|endoftext|>", eot, true)) }
+        try self.init(vocabulary: vocabulary, merges: merges, addedTokens: added)
     }
 
     /// The rules of a merges.txt: `#version` header and blank lines skipped, two symbols a line.
     static func parseMerges(_ text: String, path: String) throws -> [(String, String)] {
         var out: [(String, String)] = []
-        for (n, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
-            let l = line.hasSuffix("\r") ? line.dropLast() : line
-            if l.isEmpty || (n == 0 && l.hasPrefix("#version")) { continue }
-            let parts = l.split(separator: " ", omittingEmptySubsequences: false)
-            guard parts.count == 2, !parts[0].isEmpty, !parts[1].isEmpty else {
-                throw LMError(.corruptFile, "'\(path)' line \(n + 1) is not two symbols separated by one space: '\(l.prefix(60))'")
+        for (n, line) in lines(of: text).enumerated() {
+            if line.isEmpty || (n == 0 && line.utf8.starts(with: "#version".utf8)) { continue }
+            guard let pair = splitMerge(line) else {
+                throw LMError(.corruptFile, "'\(path)' line \(n + 1) is not two symbols separated by one space: '\(line.prefix(60))'")
             }
-            out.append((String(parts[0]), String(parts[1])))
+            out.append(pair)
         }
         return out
     }
@@ -290,6 +292,27 @@ public final class ByteLevelBPETokenizer: Tokenizer, @unchecked Sendable {
     public func isSpecial(_ id: Int) -> Bool {
         special.contains(id)
     }
+}
+
+/// The lines of a text file, split at LF with a trailing CR removed. Works on scalars, because a
+/// `Character` may join "\r\n" or a space with a following combining mark.
+func lines(of text: String) -> [String] {
+    var out = text.unicodeScalars.split(separator: "\n", omittingEmptySubsequences: false).map { line -> String in
+        var l = Substring.UnicodeScalarView(line)
+        if l.last == "\r" { l.removeLast() }
+        return String(l)
+    }
+    if out.last == "" { out.removeLast() }
+    return out
+}
+
+/// "a b" -> ("a", "b"): a merge rule, split at its first space (scalar-wise).
+func splitMerge(_ rule: String) -> (String, String)? {
+    let scalars = rule.unicodeScalars
+    guard let space = scalars.firstIndex(of: " ") else { return nil }
+    let a = String(scalars[..<space]), b = String(scalars[scalars.index(after: space)...])
+    guard !a.isEmpty, !b.isEmpty, !b.unicodeScalars.contains(" ") else { return nil }
+    return (a, b)
 }
 
 /// A min-heap of BPE merge candidates ordered by (rank, position).

@@ -220,10 +220,10 @@ public struct GGUFVocabulary: Sendable {
             var pairs: [(String, String)] = []
             pairs.reserveCapacity(merges.count)
             for m in merges {
-                guard let space = m.firstIndex(of: " ") else {
+                guard let pair = splitMerge(m) else {
                     throw LMError(.corruptFile, "GGUF merge '\(m)' is not two symbols separated by a space")
                 }
-                pairs.append((String(m[..<space]), String(m[m.index(after: space)...])))
+                pairs.append(pair)
             }
             let post: PostProcessor = addBOS || addEOS
                 ? .bosEos(bos: addBOS ? specialTokens.bos : nil, eos: addEOS ? specialTokens.eos : nil) : .none
@@ -232,8 +232,9 @@ public struct GGUFVocabulary: Sendable {
         case "bert":
             // llama.cpp stores "▁word" for word-initial pieces and "ing" for "##ing".
             let vocabulary = tokens.map { t -> String in
-                if t.hasPrefix("[") && t.hasSuffix("]") { return t }
-                if t.hasPrefix("\u{2581}") { return String(t.dropFirst()) }
+                let scalars = t.unicodeScalars
+                if scalars.first == "[" && scalars.last == "]" { return t }
+                if scalars.first == "\u{2581}" { return String(scalars.dropFirst()) }
                 return "##" + t
             }
             var config = WordPieceTokenizer.Configuration()

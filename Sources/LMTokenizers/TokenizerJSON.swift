@@ -212,9 +212,10 @@ public enum TokenizerJSON {
         var merges: [(String, String)] = []
         for m in model["merges"] as? [Any] ?? [] {
             if let s = m as? String {
-                let parts = s.split(separator: " ", maxSplits: 1, omittingEmptySubsequences: false)
-                guard parts.count == 2 else { throw LMError(.corruptFile, "merge '\(s)' is not two symbols separated by a space") }
-                merges.append((String(parts[0]), String(parts[1])))
+                guard let pair = splitMerge(s) else {
+                    throw LMError(.corruptFile, "merge '\(s)' is not two symbols separated by a space")
+                }
+                merges.append(pair)
             } else if let a = m as? [String], a.count == 2 {
                 merges.append((a[0], a[1]))
             } else {

@@ -119,13 +119,13 @@ public final class WordPieceTokenizer: Tokenizer, @unchecked Sendable {
 
     /// The lines of a vocab.txt, trailing whitespace removed (as Hugging Face reads it).
     static func parseVocabulary(_ text: String) -> [String] {
-        var lines = text.split(separator: "\n", omittingEmptySubsequences: false).map { line -> String in
-            var s = Substring(line)
-            while let last = s.unicodeScalars.last, last.properties.isWhitespace { s = s.dropLast() }
+        var out = text.unicodeScalars.split(separator: "\n", omittingEmptySubsequences: false).map { line -> String in
+            var s = Substring.UnicodeScalarView(line)
+            while let last = s.last, last.properties.isWhitespace { s.removeLast() }
             return String(s)
         }
-        if lines.last == "" { lines.removeLast() }
-        return lines
+        if out.last == "" { out.removeLast() }
+        return out
     }
 
     public func encode(_ text: String, parseSpecialTokens: Bool) throws -> [Int] {
@@ -172,8 +172,8 @@ public final class WordPieceTokenizer: Tokenizer, @unchecked Sendable {
             }
             var piece = pieces[id]
             if !first {
-                if !prefix.isEmpty && piece.hasPrefix(prefix) {
-                    piece = String(piece.dropFirst(prefix.count))
+                if !prefix.isEmpty && piece.utf8.starts(with: prefix.utf8) {
+                    piece = String(decoding: piece.utf8.dropFirst(prefix.utf8.count), as: UTF8.self)
                 } else {
                     piece = " " + piece
                 }
@@ -186,7 +186,7 @@ public final class WordPieceTokenizer: Tokenizer, @unchecked Sendable {
 
     /// Hugging Face's `cleanup_tokenization_spaces`, applied to one decoded piece.
     static func cleanup(_ s: String) -> String {
-        guard s.hasPrefix(" ") else { return s }
+        guard s.utf8.first == 0x20 else { return s }
         var t = s
         for (from, to) in [(" .", "."), (" ?", "?"), (" !", "!"), (" ,", ","), (" ' ", "'"), (" n't", "n't"),
                            (" 'm", "'m"), (" do not", " don't"), (" 's", "'s"), (" 've", "'ve"), (" 're", "'re")] {
@@ -211,35 +211,24 @@ public final class WordPieceTokenizer: Tokenizer, @unchecked Sendable {
 extension String {
     /// Replaces every occurrence of `target` (no Foundation needed).
     func replacingAll(_ target: String, with replacement: String) -> String {
-        guard !target.isEmpty, contains(target) else { return self }
-        var result = ""
-        var rest = self[...]
-        while let r = rest.range(of: target) {
-            result += rest[..<r.lowerBound]
-            result += replacement
-            rest = rest[r.upperBound...]
-        }
-        result += rest
-        return result
-    }
-}
-
-extension Substring {
-    fileprivate func range(of target: String) -> Range<Index>? {
-        let t = Array(target.utf8)
-        let u = self.utf8
-        var i = u.startIndex
-        while i != u.endIndex {
-            var j = i
-            var k = 0
-            while k < t.count && j != u.endIndex && u[j] == t[k] {
-                j = u.index(after: j)
-                k += 1
+        // Byte-wise, so that a match never depends on grapheme clusters.
+        let s = Array(utf8), t = Array(target.utf8), r = Array(replacement.utf8)
+        guard !t.isEmpty, s.count >= t.count else { return self }
+        var out: [UInt8] = []
+        out.reserveCapacity(s.count)
+        var i = 0
+        var changed = false
+        while i < s.count {
+            if i + t.count <= s.count && s[i] == t[0] && Array(s[i..<i + t.count]) == t {
+                out += r
+                i += t.count
+                changed = true
+            } else {
+                out.append(s[i])
+                i += 1
             }
-            if k == t.count { return i..<j }
-            i = u.index(after: i)
         }
-        return nil
+        return changed ? String(decoding: out, as: UTF8.self) : self
     }
 }
 
