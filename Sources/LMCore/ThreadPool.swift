@@ -66,6 +66,7 @@ public final class ThreadPool: @unchecked Sendable {
             var current = generation.load(ordering: .acquiring)
             while current == seen {
                 spins += 1
+                if spins & 1023 == 0 { sched_yield() }
                 if spins > ThreadPool.spinLimit {
                     pthread_mutex_lock(&mutex)
                     while generation.load(ordering: .acquiring) == seen {
@@ -97,7 +98,13 @@ public final class ThreadPool: @unchecked Sendable {
             pthread_cond_broadcast(&cond)
             pthread_mutex_unlock(&mutex)
             escaping(0)
-            while pending.load(ordering: .acquiring) != 0 {}
+            // Spin (the other chunks finish within microseconds when cores are free); yield
+            // now and then so a worker sharing a busy core can run.
+            var spins = 0
+            while pending.load(ordering: .acquiring) != 0 {
+                spins &+= 1
+                if spins & 1023 == 0 { sched_yield() }
+            }
             job = nil
         }
     }

@@ -264,7 +264,7 @@ public final class GPT2Model: CausalLanguageModel, @unchecked Sendable {
             let first = allLogits ? 0 : B - 1
             let n = B - first
             layerNormForward(out: ws.h.data, mean: nil, rstd: nil, inp: ws.x.data + first * C,
-                             weight: lnfW.data, bias: lnfB.data, N: n, C: C, eps: config.layerNormEpsilon)
+                             weight: lnfW.data, bias: lnfB.data, N: n, C: C, eps: config.layerNormEpsilon, pool: pool)
             let dest = allLogits ? ws.logits.data + done * V : ws.logits.data
             matmulForward(out: dest, inp: ws.h.data, weight: lmHead.data, bias: nil,
                           N: n, C: C, OC: V, layout: .outIn, pool: pool)
@@ -287,7 +287,7 @@ public final class GPT2Model: CausalLanguageModel, @unchecked Sendable {
                                  qStride: 3 * C, kvStride: C, outStride: C, causal: true)
         for (l, w) in layers.enumerated() {
             layerNormForward(out: h, mean: nil, rstd: nil, inp: x, weight: w.ln1w.data, bias: w.ln1b.data,
-                             N: B, C: C, eps: eps)
+                             N: B, C: C, eps: eps, pool: pool)
             matmulForward(out: qkv, inp: h, weight: w.attnW.data, bias: w.attnB.data,
                           N: B, C: C, OC: 3 * C, layout: .outIn, pool: pool)
             let kc = cache.keys(l), vc = cache.values(l)
@@ -299,7 +299,7 @@ public final class GPT2Model: CausalLanguageModel, @unchecked Sendable {
             matmulForward(out: x, inp: att, weight: w.projW.data, bias: w.projB.data,
                           N: B, C: C, OC: C, layout: .outIn, accumulate: true, pool: pool)
             layerNormForward(out: h, mean: nil, rstd: nil, inp: x, weight: w.ln2w.data, bias: w.ln2b.data,
-                             N: B, C: C, eps: eps)
+                             N: B, C: C, eps: eps, pool: pool)
             matmulForward(out: fc, inp: h, weight: w.fcW.data, bias: w.fcB.data,
                           N: B, C: C, OC: F, layout: .outIn, pool: pool)
             geluForward(out: fc, inp: fc, n: B * F, kind: gelu, pool: pool)

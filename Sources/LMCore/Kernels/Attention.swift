@@ -31,7 +31,8 @@ public struct AttentionDims: Sendable {
 ///
 /// Few queries (decoding): heads are split across threads, each query is a row of dot
 /// products and a weighted sum of value rows. Many queries (prefill): per head two `sgemm`
-/// calls over the whole block, with masked entries set to zero after the softmax.
+/// calls per block of 128 query rows over the keys the block can see; masked entries are
+/// zeroed by the softmax.
 public func attentionForward(out: UnsafeMutablePointer<Float>,
                              q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>,
                              scratch: UnsafeMutablePointer<Float>, dims d: AttentionDims, pool: ThreadPool) {
@@ -54,16 +55,26 @@ public func attentionForward(out: UnsafeMutablePointer<Float>,
         }
         return
     }
+    // Query rows in blocks: a block only needs the keys its last row can see (causal).
+    let block = 128
     for h in 0..<d.NH {
         let g = d.kvHead(h)
-        // scores (T, L) = q_h (T, HS) · k_g (L, HS)ᵀ · scale
-        BLAS.sgemm(transB: true, M: d.T, N: d.L, K: d.HS, alpha: scale,
-                   A: q + h * d.HS, lda: d.qStride, B: k + g * d.HS, ldb: d.kvStride,
-                   C: scratch, ldc: d.L)
-        for t in 0..<d.T { softmaxRow(scratch + t * d.L, valid: d.visibleKeys(t), count: d.L) }
-        // out_h (T, HS) = probs (T, L) · v_g (L, HS)
-        BLAS.sgemm(M: d.T, N: d.HS, K: d.L, A: scratch, lda: d.L, B: v + g * d.HS, ldb: d.kvStride,
-                   C: out + h * d.HS, ldc: d.outStride)
+        var t0 = 0
+        while t0 < d.T {
+            let t1 = min(t0 + block, d.T)
+            let n = d.visibleKeys(t1 - 1)
+            // scores (t1 − t0, n) = q_h · k_gᵀ · scale
+            BLAS.sgemm(transB: true, M: t1 - t0, N: n, K: d.HS, alpha: scale,
+                       A: q + t0 * d.qStride + h * d.HS, lda: d.qStride, B: k + g * d.HS, ldb: d.kvStride,
+                       C: scratch, ldc: n)
+            pool.parallelFor(t1 - t0, minimumPerThread: 16) { rows in
+                for r in rows { softmaxRow(scratch + r * n, valid: d.visibleKeys(t0 + r), count: n) }
+            }
+            // out_h (t1 − t0, HS) = probs · v_g
+            BLAS.sgemm(M: t1 - t0, N: d.HS, K: n, A: scratch, lda: n, B: v + g * d.HS, ldb: d.kvStride,
+                       C: out + t0 * d.outStride + h * d.HS, ldc: d.outStride)
+            t0 = t1
+        }
     }
 }
 

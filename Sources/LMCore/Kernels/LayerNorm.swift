@@ -1,11 +1,28 @@
 /// LayerNorm over the last dimension, with optional saved statistics for the backward pass.
 /// out (N, C) = (inp − mean) · rstd · weight + bias;  mean, rstd (N) when given.
+/// Rows are split across `pool` when there are many.
 public func layerNormForward(out: UnsafeMutablePointer<Float>,
                              mean: UnsafeMutablePointer<Float>?, rstd: UnsafeMutablePointer<Float>?,
                              inp: UnsafePointer<Float>,
                              weight: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
-                             N: Int, C: Int, eps: Float) {
-    for n in 0..<N {
+                             N: Int, C: Int, eps: Float, pool: ThreadPool? = nil) {
+    if let pool, N >= 16 {
+        pool.parallelFor(N) { rows in
+            layerNormRows(out: out, mean: mean, rstd: rstd, inp: inp, weight: weight, bias: bias,
+                          rows: rows, C: C, eps: eps)
+        }
+    } else {
+        layerNormRows(out: out, mean: mean, rstd: rstd, inp: inp, weight: weight, bias: bias,
+                      rows: 0..<N, C: C, eps: eps)
+    }
+}
+
+@inline(__always)
+func layerNormRows(out: UnsafeMutablePointer<Float>,
+                   mean: UnsafeMutablePointer<Float>?, rstd: UnsafeMutablePointer<Float>?,
+                   inp: UnsafePointer<Float>, weight: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
+                   rows: Range<Int>, C: Int, eps: Float) {
+    for n in rows {
         let x = inp + n * C
         let o = out + n * C
         var s0 = SIMD8<Float>()
