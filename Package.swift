@@ -84,7 +84,7 @@ let package = Package(
         .testTarget(name: "LMTokenizersTests", dependencies: ["LMTokenizers", "LMTestSupport"]),
         .testTarget(name: "LMModelsTests", dependencies: ["LMModels", "LMTestSupport"]),
         .testTarget(name: "LMGenerationTests", dependencies: ["LMGeneration", "LMTestSupport"]),
-        .testTarget(name: "lmTests", dependencies: ["LMTestSupport"]),
+        .testTarget(name: "lmTests", dependencies: ["LMTestSupport", "LMModels"]),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -3,6 +3,7 @@ import Foundation
 import LMCore
 import LMGeneration
 import LMModels
+import LMTokenizers
 
 struct GenerateCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -43,12 +44,13 @@ struct GenerateCommand: ParsableCommand {
         let pool = threads.apply()
         let folder = try model ?? BundledModels.path(BundledModels.defaultGenerator)
         let lm = try ModelRegistry.loadCausalLM(folder: folder, pool: pool)
-        let tokenizer = try TextCodec.find(inModelFolder: folder)
+        let tokenizer = try TokenizerLoader.find(inModelFolder: folder)
         let promptIDs: [Int]
         if let promptIds {
             promptIDs = try parseIDs(promptIds, flag: "--prompt-ids")
         } else if let tokenizer {
-            promptIDs = try tokenizer.encode(prompt ?? "")
+            // The tokenizer's own single-sequence specials: none for GPT-2, <s> for Llama.
+            promptIDs = try tokenizer.encode(prompt ?? "", addSpecialTokens: true)
         } else {
             throw LMError(.invalidInput, "'\(folder)' has no tokenizer, so it cannot read --prompt text — pass --prompt-ids 1,2,3")
         }
@@ -62,12 +64,12 @@ struct GenerateCommand: ParsableCommand {
         if ignoreEos { generator.stopTokens = [] }
         var ids: [Int] = []
         ids.reserveCapacity(maxTokens)
-        let stream = tokenizer?.makeStream()
+        var stream = tokenizer?.makeStreamingDetokenizer()
         if !json, tokenizer != nil, let text = prompt { writeOut(text) }
         let stats = try generator.generate(prompt: promptIDs, maxTokens: maxTokens) { token in
             ids.append(token)
             if !json {
-                if let stream { writeOut(stream.append(token)) } else { writeOut("\(token) ") }
+                if stream != nil { writeOut(stream!.append(token)) } else { writeOut("\(token) ") }
             }
             return true
         }

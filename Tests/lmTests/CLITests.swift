@@ -1,5 +1,6 @@
 import Foundation
 import LMCore
+import LMModels
 import LMTestSupport
 import XCTest
 
@@ -35,6 +36,38 @@ final class CLITests: XCTestCase {
         XCTAssertEqual(r.stdout.split(separator: " ").filter { !$0.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty }.count, 5)
         let again = try run(["generate", "--prompt-ids", "1,2,3", "--max-tokens", "5", "--seed", "7", "--threads", "1"])
         XCTAssertEqual(r.stdout, again.stdout, "same seed, same tokens, any thread count")
+    }
+
+    /// A small random GPT-2 with the real GPT-2 tokenizer files beside it.
+    func makeTokenizedModel() throws -> String {
+        let dir = try TestPaths.temporaryDirectory("gpt2-tok")
+        var config = GPT2Config()
+        config.nEmbd = 32; config.nLayer = 1; config.nHead = 2; config.nPositions = 64
+        let source = RandomWeightSource(seed: 3, std: 0.5)
+        let tensors = try config.parameterLayout.map { ($0.name, try source.tensor($0.name, shape: $0.shape)) }
+        try SafeTensorsWriter.write(tensors, to: dir + "/model.safetensors")
+        let json = try JSONEncoder().encode(config)
+        try json.write(to: URL(fileURLWithPath: dir + "/config.json"))
+        for f in ["vocab.json", "merges.txt"] {
+            try FileManager.default.copyItem(atPath: try TestPaths.sharedFile("data/gpt2-tokenizer/" + f), toPath: dir + "/" + f)
+        }
+        return dir
+    }
+
+    func testGenerateFromTextStreamsDecodedText() throws {
+        let model = try makeTokenizedModel()
+        defer { try? FileManager.default.removeItem(atPath: model) }
+        let json = try run(["generate", "--model", model, "--prompt", "Hello world", "--max-tokens", "6",
+                            "--seed", "2", "--ignore-eos", "--json"])
+        XCTAssertEqual(json.status, 0, json.stderr)
+        let j = try lastJSON(json)
+        XCTAssertEqual(ints(j["ids"]).count, 6)
+        let text = try XCTUnwrap(j["text"] as? String)
+        XCTAssertFalse(text.isEmpty)
+        let streamed = try run(["generate", "--model", model, "--prompt", "Hello world", "--max-tokens", "6",
+                                "--seed", "2", "--ignore-eos"])
+        XCTAssertEqual(streamed.status, 0, streamed.stderr)
+        XCTAssertEqual(streamed.stdout, "Hello world" + text + "\n", "streamed text = prompt + decoded ids")
     }
 
     func testForwardWritesLogitsTensor() throws {
