@@ -1,4 +1,7 @@
 import CSentencePiece
+#if canImport(Glibc)
+import Glibc
+#endif
 import LMCore
 
 /// A SentencePiece model (`tokenizer.model`) run by libsentencepiece through the CSentencePiece
@@ -188,4 +191,40 @@ public final class SentencePieceTokenizer: Tokenizer, @unchecked Sendable {
 /// SentencePiece's piece types (also the GGUF `tokenizer.ggml.token_type` values).
 public enum SentencePiecePieceType: Int, Sendable {
     case normal = 1, unknown = 2, control = 3, userDefined = 4, unused = 5, byte = 6
+}
+
+/// The shim's trainer entry point, kept in this file so that only it imports CSentencePiece.
+/// `SentencePieceTrainer` validates every option before calling this.
+enum SentencePieceLibrary {
+    /// Runs libsentencepiece's trainer with flag-style options; returns the serialized model,
+    /// or throws the library's status message.
+    static func train(_ options: [(String, String)]) throws -> [UInt8] {
+        var keys = options.map { strdup($0.0) }
+        var values = options.map { strdup($0.1) }
+        defer {
+            keys.forEach { free($0) }
+            values.forEach { free($0) }
+        }
+        var size = 0
+        var error: UnsafeMutablePointer<CChar>? = nil
+        let model: UnsafeMutableRawPointer? = keys.withUnsafeMutableBufferPointer { k in
+            values.withUnsafeMutableBufferPointer { v in
+                k.baseAddress!.withMemoryRebound(to: UnsafePointer<CChar>?.self, capacity: k.count) { kp in
+                    v.baseAddress!.withMemoryRebound(to: UnsafePointer<CChar>?.self, capacity: v.count) { vp in
+                        csp_train(kp, vp, options.count, &size, &error)
+                    }
+                }
+            }
+        }
+        guard let model else {
+            var message = "unknown error"
+            if let error {
+                message = String(cString: error)
+                csp_string_free(error)
+            }
+            throw LMError(.library, message)
+        }
+        defer { csp_bytes_free(model) }
+        return Array(UnsafeRawBufferPointer(start: model, count: size))
+    }
 }

@@ -172,3 +172,12 @@ enum UnicodeText {
         }
     }
 }
+
+/// Strict UTF-8 decoding for text that comes from outside (stdin, files): invalid bytes are an
+/// error naming the offset, never silently replaced.
+public enum UTF8Text {
+    /// Decodes `bytes`, or throws "`source` is not valid UTF-8: byte 0xE9 at offset 3 (line 1); ...".
+    public static func decode(_ bytes: [UInt8], source: String) throws -> String {
+        try bytes.withUnsafeBytes { try UnicodeText.validatedString($0, what: source) }
+    }
+}
