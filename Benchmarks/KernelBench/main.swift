@@ -62,3 +62,34 @@ let n = 20_000
 let t0 = now()
 for _ in 0..<n { pool.run { _ in } }
 print(String(format: "pool.run: %.2f µs per dispatch", (now() - t0) / Double(n) * 1e6))
+
+// GEMM threaded by swift-lm's pool (OpenBLAS single-threaded inside each call, output columns
+// split across threads) against OpenBLAS's own threading, on prefill and training shapes.
+func gemmSplit(M: Int, K: Int, N: Int, a: UnsafePointer<Float>, w: UnsafePointer<Float>, o: UnsafeMutablePointer<Float>) {
+    pool.parallelFor(N, grain: 64) { cols in
+        BLAS.sgemm(transB: true, M: M, N: cols.count, K: K, A: a, lda: K, B: w + cols.lowerBound * K, ldb: K,
+                   C: o + cols.lowerBound, ldc: N)
+    }
+}
+for (M, K, N) in [(512, 768, 3072), (512, 3072, 768), (768, 128, 384), (768, 128, 512), (768, 512, 128), (16384, 384, 1536)] {
+    let a = Tensor(zeros: [M, K]), w = Tensor(zeros: [N, K]), o = Tensor(zeros: [M, N])
+    rng.fillNormal(a.buffer, std: 1); rng.fillNormal(w.buffer, std: 0.02)
+    let reps = M * N * K > 1_000_000_000 ? 3 : 20
+    var bestOwn = Double.infinity, bestSplit = Double.infinity
+    BLAS.setThreads(threads)
+    for _ in 0..<reps {
+        let t0 = now()
+        BLAS.sgemm(transB: true, M: M, N: N, K: K, A: a.data, lda: K, B: w.data, ldb: K, C: o.data, ldc: N)
+        bestOwn = min(bestOwn, now() - t0)
+    }
+    BLAS.setThreads(1)
+    for _ in 0..<reps {
+        let t0 = now()
+        gemmSplit(M: M, K: K, N: N, a: a.data, w: w.data, o: o.data)
+        bestSplit = min(bestSplit, now() - t0)
+    }
+    let flops = 2.0 * Double(M * N * K)
+    print(String(format: "gemm %dx%dx%d: OpenBLAS threads %.1f GFLOP/s, pool split %.1f GFLOP/s",
+                 M, K, N, flops / bestOwn / 1e9, flops / bestSplit / 1e9))
+}
+BLAS.setThreads(threads)

@@ -7,35 +7,55 @@ import Glibc
 public final class TensorStorage: @unchecked Sendable {
     public let base: UnsafeMutablePointer<Float>
     public let count: Int
-    private let owned: Bool
+    private let allocation: Allocation
     private let owner: AnyObject?
+
+    private enum Allocation { case heap, mapped(bytes: Int), borrowed }
+
+    /// Buffers at least this large come straight from the kernel (anonymous mmap) and go back
+    /// to it on release. glibc's malloc would raise its mmap threshold after the first large
+    /// free and keep later temporaries in a heap that never shrinks.
+    static let mmapThreshold = 256 * 1024
 
     /// Allocates `count` zeroed floats, aligned to 64 bytes.
     public init(count: Int) {
         precondition(count >= 0, "TensorStorage count must be non-negative")
-        var raw: UnsafeMutableRawPointer?
         let bytes = max(count, 1) * MemoryLayout<Float>.stride
+        self.count = count
+        self.owner = nil
+        if bytes >= TensorStorage.mmapThreshold {
+            let p = mmap(nil, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
+            guard let p, p != MAP_FAILED else {
+                preconditionFailure("out of memory allocating \(bytes) bytes")
+            }
+            self.base = p.bindMemory(to: Float.self, capacity: max(count, 1))
+            self.allocation = .mapped(bytes: bytes)
+            return
+        }
+        var raw: UnsafeMutableRawPointer?
         if posix_memalign(&raw, 64, bytes) != 0 || raw == nil {
             // Out of memory is not something a caller can recover from here.
             preconditionFailure("out of memory allocating \(bytes) bytes")
         }
         memset(raw!, 0, bytes)
         self.base = raw!.bindMemory(to: Float.self, capacity: max(count, 1))
-        self.count = count
-        self.owned = true
-        self.owner = nil
+        self.allocation = .heap
     }
 
     /// Borrows `count` floats at `base`, kept alive by `owner`.
     public init(borrowing base: UnsafeMutablePointer<Float>, count: Int, owner: AnyObject?) {
         self.base = base
         self.count = count
-        self.owned = false
+        self.allocation = .borrowed
         self.owner = owner
     }
 
     deinit {
-        if owned { free(base) }
+        switch allocation {
+        case .heap: free(base)
+        case .mapped(let bytes): munmap(base, bytes)
+        case .borrowed: break
+        }
     }
 }
 

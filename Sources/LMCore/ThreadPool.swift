@@ -134,7 +134,7 @@ public final class ThreadPool: @unchecked Sendable {
     }
 }
 
-/// The process-wide thread setting, honoured by OpenBLAS and by `ThreadPool.shared`.
+/// The process-wide thread setting (`--threads`).
 public enum Threads {
     nonisolated(unsafe) private static var pool: ThreadPool?
 
@@ -150,12 +150,14 @@ public enum Threads {
         return pool!
     }
 
-    /// Sets the thread count for OpenBLAS and for swift-lm's own loops.
+    /// Sets the thread count of swift-lm's pool. OpenBLAS itself always runs single-threaded:
+    /// the pool splits each GEMM across threads (see `gemm`), so there is one set of threads
+    /// and results do not depend on the count.
     public static func configure(_ count: Int) {
         let n = max(1, count)
+        BLAS.setThreads(1)
         if let p = pool, p.threadCount == n { return }
         pool = ThreadPool(threads: n)
-        BLAS.setThreads(n)
     }
 
     public static var count: Int { shared.threadCount }

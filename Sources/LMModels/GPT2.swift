@@ -161,15 +161,17 @@ public final class GPT2Model: CausalLanguageModel, @unchecked Sendable {
     /// Activation buffers reused by every forward call (no allocation while decoding).
     final class Workspace {
         let x, h, qkv, att, fc: Tensor    // (B, C), (B, C), (B, 3C), (B, C), (B, F)
-        let scratch: Tensor               // attention scores: (max(B, NH), maxT)
+        let scratch: Tensor               // attention scores (AttentionDims.scratchCount)
         var logits: Tensor                // (rows, V); grows for allLogits calls
         var ids: [Int32]                  // (B) chunk ids
 
-        init(config c: GPT2Config, batch B: Int) {
+        init(config c: GPT2Config, batch B: Int, threads: Int) {
             x = Tensor(zeros: [B, c.nEmbd]); h = Tensor(zeros: [B, c.nEmbd])
             qkv = Tensor(zeros: [B, 3 * c.nEmbd]); att = Tensor(zeros: [B, c.nEmbd])
             fc = Tensor(zeros: [B, c.innerSize])
-            scratch = Tensor(zeros: [max(B, c.nHead) * c.nPositions])
+            let dims = AttentionDims(T: B, L: c.nPositions, NH: c.nHead, KVH: c.nHead, HS: c.headSize,
+                                     qStride: 3 * c.nEmbd, kvStride: c.nEmbd, outStride: c.nEmbd, causal: true)
+            scratch = Tensor(zeros: [dims.scratchCount(threads: threads)])
             logits = Tensor(zeros: [1, c.vocabSize])
             ids = [Int32](repeating: 0, count: B)
         }
@@ -225,7 +227,7 @@ public final class GPT2Model: CausalLanguageModel, @unchecked Sendable {
         lmHead = config.tieWordEmbeddings ? wte : try get("lm_head.weight")
         parameterCount = config.parameterLayout.reduce(0) { $0 + $1.shape.reduce(1, *) }
         self.maxBatch = max(1, min(maxBatch, config.nPositions))
-        ws = Workspace(config: config, batch: self.maxBatch)
+        ws = Workspace(config: config, batch: self.maxBatch, threads: pool.threadCount)
     }
 
     /// Loads a Hugging Face GPT-2 folder; tensor names with or without the `transformer.` prefix.

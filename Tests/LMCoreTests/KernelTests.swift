@@ -122,7 +122,7 @@ final class KernelTests: XCTestCase {
             attentionForwardRef(out: &ref, q: q, k: k, v: v, dims: d)
             for pool in pools {
                 var fast = [Float](repeating: 0, count: T * outStride)
-                var scratch = [Float](repeating: .nan, count: d.scratchCount)
+                var scratch = [Float](repeating: .nan, count: d.scratchCount(threads: pool.threadCount))
                 attentionForward(out: &fast, q: q, k: k, v: v, scratch: &scratch, dims: d, pool: pool)
                 assertClose(fast, ref, tol: 1e-5, "attention T=\(T) L=\(L) NH=\(NH) KVH=\(KVH) causal=\(causal)")
             }

@@ -20,8 +20,13 @@ public struct AttentionDims: Sendable {
         self.qStride = qStride; self.kvStride = kvStride; self.outStride = outStride; self.causal = causal
     }
 
-    /// Floats of scratch `attentionForward` needs.
-    public var scratchCount: Int { max(T, NH) * L }
+    /// Query rows per block in the many-query path.
+    static let block = 128
+
+    /// Floats of scratch `attentionForward` needs on a pool of `threads` threads.
+    public func scratchCount(threads: Int) -> Int {
+        max(max(T, NH) * L, threads * min(T, AttentionDims.block) * L)
+    }
 
     @inline(__always) func visibleKeys(_ t: Int) -> Int { causal ? L - T + t + 1 : L }
     @inline(__always) func kvHead(_ h: Int) -> Int { h / (NH / KVH) }
@@ -29,10 +34,10 @@ public struct AttentionDims: Sendable {
 
 /// softmax(q·kᵀ/√HS [+ causal mask]) · v for every head.
 ///
-/// Few queries (decoding): heads are split across threads, each query is a row of dot
-/// products and a weighted sum of value rows. Many queries (prefill): per head two `sgemm`
-/// calls per block of 128 query rows over the keys the block can see; masked entries are
-/// zeroed by the softmax.
+/// Heads are split across threads. Few queries (decoding): each query is a row of dot products
+/// and a weighted sum of value rows. Many queries (prefill): per head two single-threaded
+/// `sgemm` calls per block of 128 query rows over the keys the block can see; masked entries
+/// are zeroed by the softmax. `scratch` holds `dims.scratchCount(threads:)` floats.
 public func attentionForward(out: UnsafeMutablePointer<Float>,
                              q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>,
                              scratch: UnsafeMutablePointer<Float>, dims d: AttentionDims, pool: ThreadPool) {
@@ -55,25 +60,29 @@ public func attentionForward(out: UnsafeMutablePointer<Float>,
         }
         return
     }
-    // Query rows in blocks: a block only needs the keys its last row can see (causal).
-    let block = 128
-    for h in 0..<d.NH {
-        let g = d.kvHead(h)
-        var t0 = 0
-        while t0 < d.T {
-            let t1 = min(t0 + block, d.T)
-            let n = d.visibleKeys(t1 - 1)
-            // scores (t1 − t0, n) = q_h · k_gᵀ · scale
-            BLAS.sgemm(transB: true, M: t1 - t0, N: n, K: d.HS, alpha: scale,
-                       A: q + t0 * d.qStride + h * d.HS, lda: d.qStride, B: k + g * d.HS, ldb: d.kvStride,
-                       C: scratch, ldc: n)
-            pool.parallelFor(t1 - t0, minimumPerThread: 16) { rows in
-                for r in rows { softmaxRow(scratch + r * n, valid: d.visibleKeys(t0 + r), count: n) }
+    // Heads split across threads; per head, query rows in blocks that only touch the keys the
+    // block's last row can see (causal). Each thread has its own scores area in `scratch`.
+    let block = AttentionDims.block
+    let threads = pool.threadCount
+    pool.run { thread in
+        let heads = ThreadPool.chunk(d.NH, parts: threads, index: thread)
+        let scores = scratch + thread * min(d.T, block) * d.L
+        for h in heads {
+            let g = d.kvHead(h)
+            var t0 = 0
+            while t0 < d.T {
+                let t1 = min(t0 + block, d.T)
+                let n = d.visibleKeys(t1 - 1)
+                // scores (t1 − t0, n) = q_h · k_gᵀ · scale
+                BLAS.sgemm(transB: true, M: t1 - t0, N: n, K: d.HS, alpha: scale,
+                           A: q + t0 * d.qStride + h * d.HS, lda: d.qStride, B: k + g * d.HS, ldb: d.kvStride,
+                           C: scores, ldc: n)
+                for r in 0..<(t1 - t0) { softmaxRow(scores + r * n, valid: d.visibleKeys(t0 + r), count: n) }
+                // out_h (t1 − t0, HS) = probs · v_g
+                BLAS.sgemm(M: t1 - t0, N: d.HS, K: n, A: scores, lda: n, B: v + g * d.HS, ldb: d.kvStride,
+                           C: out + t0 * d.outStride + h * d.HS, ldc: d.outStride)
+                t0 = t1
             }
-            // out_h (t1 − t0, HS) = probs · v_g
-            BLAS.sgemm(M: t1 - t0, N: d.HS, K: n, A: scratch, lda: n, B: v + g * d.HS, ldb: d.kvStride,
-                       C: out + t0 * d.outStride + h * d.HS, ldc: d.outStride)
-            t0 = t1
         }
     }
 }

@@ -9,7 +9,7 @@ public enum WeightLayout: Sendable {
 /// out (N, OC) = inp (N, C) · W + bias, or out += … when `accumulate` (a fused residual add).
 ///
 /// N = 1 (decoding) runs swift-lm's own GEMV, parallel over output columns so each weight is
-/// streamed once and the result does not depend on the thread count; N > 1 calls `sgemm`.
+/// streamed once and the result does not depend on the thread count; N > 1 runs `gemm`.
 public func matmulForward(out: UnsafeMutablePointer<Float>, inp: UnsafePointer<Float>,
                           weight: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
                           N: Int, C: Int, OC: Int, layout: WeightLayout,
@@ -35,9 +35,27 @@ public func matmulForward(out: UnsafeMutablePointer<Float>, inp: UnsafePointer<F
     }
     switch layout {
     case .inOut:
-        BLAS.sgemm(M: N, N: OC, K: C, A: inp, lda: C, B: weight, ldb: OC, beta: beta, C: out, ldc: OC)
+        gemm(M: N, N: OC, K: C, A: inp, lda: C, B: weight, ldb: OC, beta: beta, C: out, ldc: OC, pool: pool)
     case .outIn:
-        BLAS.sgemm(transB: true, M: N, N: OC, K: C, A: inp, lda: C, B: weight, ldb: C, beta: beta, C: out, ldc: OC)
+        gemm(transB: true, M: N, N: OC, K: C, A: inp, lda: C, B: weight, ldb: C, beta: beta, C: out, ldc: OC, pool: pool)
+    }
+}
+
+/// C (M, N) = alpha · op(A) · op(B) + beta · C (row-major, `BLAS.sgemm`'s conventions), with
+/// the N output columns split across `pool`'s threads; OpenBLAS runs single-threaded inside
+/// each call. Every element is computed the same way whatever the split, so results do not
+/// depend on the thread count.
+public func gemm(transA: Bool = false, transB: Bool = false, M: Int, N: Int, K: Int, alpha: Float = 1,
+                 A: UnsafePointer<Float>, lda: Int, B: UnsafePointer<Float>, ldb: Int,
+                 beta: Float = 0, C: UnsafeMutablePointer<Float>, ldc: Int, pool: ThreadPool) {
+    if M == 0 || N == 0 { return }
+    // Below ~2 MFLOP a split costs more than it saves.
+    let work = M * N * K
+    pool.parallelFor(N, grain: 16, minimumPerThread: work >= 1 << 20 ? 16 : N) { cols in
+        let j0 = cols.lowerBound
+        BLAS.sgemm(transA: transA, transB: transB, M: M, N: cols.count, K: K, alpha: alpha,
+                   A: A, lda: lda, B: transB ? B + j0 * ldb : B + j0, ldb: ldb,
+                   beta: beta, C: C + j0, ldc: ldc)
     }
 }
 
