@@ -18,3 +18,25 @@ public func embeddingForward(out: UnsafeMutablePointer<Float>,
         }
     }
 }
+
+/// Backward of `embeddingForward` (accumulates): dtokenTable[tokens[t]] += dout[t] and
+/// dpositionTable[start + t] += dout[t]. Split by channel, so repeated tokens never race.
+public func embeddingBackward(dtokenTable: UnsafeMutablePointer<Float>?, dpositionTable: UnsafeMutablePointer<Float>?,
+                              dout: UnsafePointer<Float>, tokens: UnsafePointer<Int32>,
+                              startPosition: Int, B: Int, T: Int, C: Int, pool: ThreadPool) {
+    pool.parallelFor(C, grain: 16, minimumPerThread: 32) { cols in
+        for b in 0..<B {
+            for t in 0..<T {
+                let d = dout + (b * T + t) * C
+                if let dte = dtokenTable {
+                    let row = dte + Int(tokens[b * T + t]) * C
+                    for c in cols { row[c] += d[c] }
+                }
+                if let dpe = dpositionTable {
+                    let row = dpe + (startPosition + t) * C
+                    for c in cols { row[c] += d[c] }
+                }
+            }
+        }
+    }
+}

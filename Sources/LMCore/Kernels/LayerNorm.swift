@@ -76,3 +76,43 @@ public func layerNormForwardRef(out: UnsafeMutablePointer<Float>,
         }
     }
 }
+
+/// Backward of `layerNormForward` (accumulates into dinp, dweight, dbias), using the saved
+/// mean and rstd. Parameter gradients are split by column and input gradients by row, so the
+/// result does not depend on the thread count.
+public func layerNormBackward(dinp: UnsafeMutablePointer<Float>, dweight: UnsafeMutablePointer<Float>?,
+                              dbias: UnsafeMutablePointer<Float>?,
+                              dout: UnsafePointer<Float>, inp: UnsafePointer<Float>, weight: UnsafePointer<Float>,
+                              mean: UnsafePointer<Float>, rstd: UnsafePointer<Float>, N: Int, C: Int,
+                              pool: ThreadPool) {
+    if dweight != nil || dbias != nil {
+        pool.parallelFor(C, grain: 16, minimumPerThread: 32) { cols in
+            for n in 0..<N {
+                let x = inp + n * C, d = dout + n * C
+                let m = mean[n], rs = rstd[n]
+                for c in cols {
+                    dbias?[c] += d[c]
+                    dweight?[c] += (x[c] - m) * rs * d[c]
+                }
+            }
+        }
+    }
+    pool.parallelFor(N, minimumPerThread: 8) { rows in
+        for n in rows {
+            let x = inp + n * C, d = dout + n * C, dx = dinp + n * C
+            let m = mean[n], rs = rstd[n]
+            var dnormMean: Float = 0, dnormNormMean: Float = 0
+            for c in 0..<C {
+                let dnorm = weight[c] * d[c]
+                dnormMean += dnorm
+                dnormNormMean += dnorm * (x[c] - m) * rs
+            }
+            dnormMean /= Float(C)
+            dnormNormMean /= Float(C)
+            for c in 0..<C {
+                let norm = (x[c] - m) * rs
+                dx[c] += (weight[c] * d[c] - dnormMean - norm * dnormNormMean) * rs
+            }
+        }
+    }
+}

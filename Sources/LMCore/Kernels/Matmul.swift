@@ -151,3 +151,36 @@ func gemvOutIn(out: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>, weight
         }
     }
 }
+
+/// Backward of `matmulForward` (accumulates): dinp (N, C) += dout · Wᵀ-or-W,
+/// dweight += the matching outer product, dbias (OC) += column sums of dout.
+/// Any gradient may be nil (frozen weights, no input gradient). Deterministic for any thread count.
+public func matmulBackward(dinp: UnsafeMutablePointer<Float>?, dweight: UnsafeMutablePointer<Float>?,
+                           dbias: UnsafeMutablePointer<Float>?,
+                           dout: UnsafePointer<Float>, inp: UnsafePointer<Float>, weight: UnsafePointer<Float>,
+                           N: Int, C: Int, OC: Int, layout: WeightLayout, pool: ThreadPool) {
+    if let dinp {
+        switch layout {
+        case .inOut:  // W (C, OC): dinp += dout · Wᵀ
+            gemm(transB: true, M: N, N: C, K: OC, A: dout, lda: OC, B: weight, ldb: OC, beta: 1, C: dinp, ldc: C, pool: pool)
+        case .outIn:  // W (OC, C): dinp += dout · W
+            gemm(M: N, N: C, K: OC, A: dout, lda: OC, B: weight, ldb: C, beta: 1, C: dinp, ldc: C, pool: pool)
+        }
+    }
+    if let dweight {
+        switch layout {
+        case .inOut:  // dW (C, OC) += inpᵀ · dout
+            gemm(transA: true, M: C, N: OC, K: N, A: inp, lda: C, B: dout, ldb: OC, beta: 1, C: dweight, ldc: OC, pool: pool)
+        case .outIn:  // dW (OC, C) += doutᵀ · inp
+            gemm(transA: true, M: OC, N: C, K: N, A: dout, lda: OC, B: inp, ldb: C, beta: 1, C: dweight, ldc: C, pool: pool)
+        }
+    }
+    if let dbias {
+        pool.parallelFor(OC, grain: 16, minimumPerThread: 256) { cols in
+            for n in 0..<N {
+                let row = dout + n * OC
+                for j in cols { dbias[j] += row[j] }
+            }
+        }
+    }
+}
