@@ -8,7 +8,7 @@ let targetCPU = ProcessInfo.processInfo.environment["LM_TARGET_CPU"] ?? "haswell
 let optimized: [SwiftSetting] = [.unsafeFlags(["-target-cpu", targetCPU])]
 
 // Dependencies point one way (see README "Layout"):
-// CBLAS, CSentencePiece → LMCore → LMTokenizers, LMModels → LMGeneration → lm
+// CBLAS, CSentencePiece → LMCore → LMTokenizers, LMModels → LMGeneration, LMTraining → lm
 let package = Package(
     name: "swift-lm",
     products: [
@@ -17,6 +17,7 @@ let package = Package(
         .library(name: "LMTokenizers", targets: ["LMTokenizers"]),
         .library(name: "LMModels", targets: ["LMModels"]),
         .library(name: "LMGeneration", targets: ["LMGeneration"]),
+        .library(name: "LMTraining", targets: ["LMTraining"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -57,10 +58,15 @@ let package = Package(
             dependencies: ["LMCore", "LMModels", "LMTokenizers"],
             swiftSettings: optimized
         ),
+        .target(
+            name: "LMTraining",
+            dependencies: ["LMCore", "LMModels", "LMTokenizers"],
+            swiftSettings: optimized
+        ),
         .executableTarget(
             name: "lm",
             dependencies: [
-                "LMCore", "LMTokenizers", "LMModels", "LMGeneration",
+                "LMCore", "LMTokenizers", "LMModels", "LMGeneration", "LMTraining",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: optimized
@@ -84,6 +90,7 @@ let package = Package(
         .testTarget(name: "LMTokenizersTests", dependencies: ["LMTokenizers", "LMTestSupport"]),
         .testTarget(name: "LMModelsTests", dependencies: ["LMModels", "LMTestSupport"]),
         .testTarget(name: "LMGenerationTests", dependencies: ["LMGeneration", "LMTestSupport"]),
+        .testTarget(name: "LMTrainingTests", dependencies: ["LMTraining", "LMTestSupport"]),
         .testTarget(name: "lmTests", dependencies: ["LMTestSupport", "LMModels"]),
     ],
     swiftLanguageModes: [.v5]

@@ -63,13 +63,10 @@ let t0 = now()
 for _ in 0..<n { pool.run { _ in } }
 print(String(format: "pool.run: %.2f µs per dispatch", (now() - t0) / Double(n) * 1e6))
 
-// GEMM threaded by swift-lm's pool (OpenBLAS single-threaded inside each call, output columns
-// split across threads) against OpenBLAS's own threading, on prefill and training shapes.
+// GEMM threaded by swift-lm's pool (`gemm`: OpenBLAS single-threaded inside each call, output
+// columns cut into fixed pieces) against OpenBLAS's own threading, on prefill and training shapes.
 func gemmSplit(M: Int, K: Int, N: Int, a: UnsafePointer<Float>, w: UnsafePointer<Float>, o: UnsafeMutablePointer<Float>) {
-    pool.parallelFor(N, grain: 64) { cols in
-        BLAS.sgemm(transB: true, M: M, N: cols.count, K: K, A: a, lda: K, B: w + cols.lowerBound * K, ldb: K,
-                   C: o + cols.lowerBound, ldc: N)
-    }
+    gemm(transB: true, M: M, N: N, K: K, A: a, lda: K, B: w, ldb: K, C: o, ldc: N, pool: pool)
 }
 for (M, K, N) in [(512, 768, 3072), (512, 3072, 768), (768, 128, 384), (768, 128, 512), (768, 512, 128), (16384, 384, 1536)] {
     let a = Tensor(zeros: [M, K]), w = Tensor(zeros: [N, K]), o = Tensor(zeros: [M, N])

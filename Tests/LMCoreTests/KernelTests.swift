@@ -90,6 +90,22 @@ final class KernelTests: XCTestCase {
         }
     }
 
+    func testGEMMIsBitIdenticalForAnyThreadCount() {
+        for (N, C, OC) in [(5, 128, 384), (64, 96, 1000), (300, 64, 64)] {
+            let x = randomFloats(N * C, seed: 20), w = randomFloats(C * OC, seed: 21)
+            var outs: [[Float]] = []
+            for pool in pools {
+                for layout in [WeightLayout.inOut, .outIn] {
+                    var y = [Float](repeating: 0, count: N * OC)
+                    matmulForward(out: &y, inp: x, weight: w, bias: nil, N: N, C: C, OC: OC, layout: layout, pool: pool)
+                    outs.append(y)
+                }
+            }
+            XCTAssertTrue(outs[0] == outs[2] && outs[0] == outs[4], "inOut N=\(N)")
+            XCTAssertTrue(outs[1] == outs[3] && outs[1] == outs[5], "outIn N=\(N)")
+        }
+    }
+
     func testGEMVIsBitIdenticalForAnyThreadCount() {
         let C = 768, OC = 3 * 768
         let x = randomFloats(C, seed: 10), w = randomFloats(C * OC, seed: 11), b = randomFloats(OC, seed: 12)
