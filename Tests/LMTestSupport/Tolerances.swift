@@ -11,6 +11,15 @@ public enum Tolerance {
     public static let kernel: Float = 2e-6
     /// Vectorised transcendental functions (exp, tanh, erf) against libm, relative.
     public static let transcendental: Float = 5e-7
+    /// An optimizer step against torch.optim's float32 numbers, relative to max(1, |param|):
+    /// two float32 ulps (AdamW, SGD, Adagrad are bit-identical; Adam, RMSprop differ by 1 ulp).
+    public static let optimizerVsPyTorch: Float = 2.5e-7
+    /// An optimizer step in Float against the same rule in Double, relative to max(1, |param|).
+    public static let optimizerVsDouble: Float = 1e-6
+    /// A backward kernel against central differences of its Float forward (see GradCheck.swift):
+    /// |analytic − numeric| ≤ gradCheckAbsolute + gradCheckRelative · |numeric|.
+    public static let gradCheckRelative: Float = 1e-3
+    public static let gradCheckAbsolute: Float = 1e-4
 }
 
 /// Largest |a − b|.
