@@ -314,3 +314,17 @@ public final class GPT2Model: CausalLanguageModel, @unchecked Sendable {
     /// Weight bytes (float32), tied tensors counted once.
     public var weightBytes: Int { parameterCount * 4 }
 }
+
+extension GPT2Config {
+    /// `config.json` as Hugging Face writes it for `GPT2LMHeadModel` (loadable by transformers).
+    public func huggingFaceJSON(dropout: Float = 0) throws -> Data {
+        var object = try JSONSerialization.jsonObject(with: JSONEncoder().encode(self)) as? [String: Any] ?? [:]
+        object["architectures"] = ["GPT2LMHeadModel"]
+        object["n_inner"] = nInner.map { $0 as Any } ?? NSNull()
+        object["n_ctx"] = nPositions
+        for key in ["resid_pdrop", "embd_pdrop", "attn_pdrop"] { object[key] = Double(dropout) }
+        object["initializer_range"] = 0.02
+        object["use_cache"] = true
+        return try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys])
+    }
+}

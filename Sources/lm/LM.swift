@@ -14,12 +14,15 @@ struct LM: ParsableCommand {
           lm forward --model DIR --ids 1,2,3 --out logits.safetensors
           lm bench --random gpt2-124m
           lm tokenize --tokenizer DIR "Hello world"
+          lm train --corpus input.txt --tokenizer char --preset shakespeare-cpu --out runs/shakespeare
         """,
         version: "0.1.0",
         subcommands: [
             GenerateCommand.self,
             ForwardCommand.self,
             BenchCommand.self,
+            TrainCommand.self,
+            FinetuneCommand.self,
             TokenizeCommand.self,
             TokenizerCommand.self,
         ]

@@ -1,0 +1,117 @@
+import Foundation
+import LMCore
+import LMModels
+
+/// Where a training run keeps its files.
+///
+/// `RUN_DIR` is itself a Hugging Face model folder holding the best model so far
+/// (`config.json`, `model.safetensors`, the tokenizer), so `lm generate --model RUN_DIR` works
+/// during and after training. Beside it: `checkpoint.safetensors` (the latest resumable state:
+/// parameters, optimizer moments and, in its metadata, the step, RNG state and options),
+/// `log.jsonl` and `loss.svg`. Every file is written atomically (temporary file, then rename):
+/// a run killed at any moment leaves the previous checkpoint intact.
+public struct RunDirectory: Sendable {
+    public let path: String
+    public init(path: String) { self.path = path }
+
+    public var checkpoint: String { path + "/checkpoint.safetensors" }
+    public var log: String { path + "/log.jsonl" }
+    public var plot: String { path + "/loss.svg" }
+    public var tokens: String { path + "/tokens.bin" }
+    public var modelWeights: String { path + "/model.safetensors" }
+    public var config: String { path + "/config.json" }
+}
+
+/// What a checkpoint carries besides the tensors.
+public struct TrainerState: Codable, Sendable, Equatable {
+    /// Completed optimizer steps.
+    public var step: Int
+    public var optimizerStep: Int
+    /// Dropout RNG state (the data order is a function of the seed and the step).
+    public var rng: [UInt64]
+    public var bestValidationLoss: Float?
+    public var bestStep: Int?
+    /// Evaluations since the last improvement (early stopping).
+    public var evaluationsWithoutImprovement: Int
+    /// Size of log.jsonl when this checkpoint was written (a resumed run truncates to it).
+    public var logBytes: Int
+    /// Wall-clock seconds spent training before this checkpoint.
+    public var elapsedSeconds: Double
+
+    enum CodingKeys: String, CodingKey {
+        case step, optimizerStep = "optimizer_step", rng, bestValidationLoss = "best_val_loss", bestStep = "best_step"
+        case evaluationsWithoutImprovement = "evals_without_improvement", logBytes = "log_bytes"
+        case elapsedSeconds = "elapsed_s"
+    }
+}
+
+/// Writes and reads `checkpoint.safetensors`.
+public enum Checkpoint {
+    static let formatKey = "swift_lm_checkpoint"
+
+    /// Saves parameters, optimizer moments, options, model config and trainer state atomically.
+    public static func save(to path: String, model: GPTTrainingModel, optimizer: Optimizer,
+                            options: TrainingOptions, tokenizer: String, state: TrainerState) throws {
+        var items: [(String, SafeTensorsWriter.Item)] = model.params.tensors.map { ($0.0, .float($0.1)) }
+        for (name, t) in optimizer.stateTensors() { items.append(("optimizer." + name, .float(t))) }
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        func json<T: Encodable>(_ v: T) throws -> String { String(decoding: try encoder.encode(v), as: UTF8.self) }
+        let metadata: [String: String] = [
+            "format": "pt",
+            formatKey: "1",
+            "model_config": try json(model.config),
+            "training_options": try json(options),
+            "trainer_state": try json(state),
+            "tokenizer": tokenizer,
+        ]
+        try SafeTensorsWriter.write(items: items, metadata: metadata, to: path)
+    }
+
+    /// A checkpoint read back: options, config, state, and the tensors to restore.
+    public struct Loaded {
+        public let file: SafeTensorsFile
+        public let options: TrainingOptions
+        public let config: GPT2Config
+        public let state: TrainerState
+        public let tokenizer: String
+
+        /// Copies parameters and optimizer moments into a model and optimizer of the same shape.
+        public func restore(into model: GPTTrainingModel, optimizer: Optimizer) throws {
+            try model.loadWeights(from: SafeTensorsWeightSource(file: file))
+            var moments: [String: Tensor] = [:]
+            for name in file.names where name.hasPrefix("optimizer.") {
+                moments[String(name.dropFirst("optimizer.".count))] = try file.tensor(name)
+            }
+            try optimizer.loadState(moments, stepCount: state.optimizerStep)
+            try model.restoreRNG(state.rng)
+        }
+    }
+
+    public static func load(from path: String) throws -> Loaded {
+        let file = try SafeTensorsFile(path: path)
+        guard file.metadata[formatKey] == "1",
+              let configJSON = file.metadata["model_config"], let optionsJSON = file.metadata["training_options"],
+              let stateJSON = file.metadata["trainer_state"] else {
+            throw LMError(.corruptFile, "'\(path)' is not a swift-lm training checkpoint (missing metadata) — start a new run without --resume")
+        }
+        let decoder = JSONDecoder()
+        do {
+            return Loaded(file: file,
+                          options: try decoder.decode(TrainingOptions.self, from: Data(optionsJSON.utf8)),
+                          config: try decoder.decode(GPT2Config.self, from: Data(configJSON.utf8)),
+                          state: try decoder.decode(TrainerState.self, from: Data(stateJSON.utf8)),
+                          tokenizer: file.metadata["tokenizer"] ?? "")
+        } catch {
+            throw LMError(.corruptFile, "'\(path)' has unreadable training metadata (\(error)) — start a new run without --resume")
+        }
+    }
+
+    /// Writes the model as a Hugging Face folder: config.json and model.safetensors (atomically).
+    public static func exportModel(_ model: GPTTrainingModel, dropout: Float, to dir: String) throws {
+        try FileIO.makeDirectory(dir)
+        try SafeTensorsWriter.write(model.params.tensors, to: dir + "/model.safetensors")
+        let config = try model.config.huggingFaceJSON(dropout: dropout)
+        try FileIO.writeString(String(decoding: config, as: UTF8.self) + "\n", to: dir + "/config.json")
+    }
+}

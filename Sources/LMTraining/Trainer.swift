@@ -1,0 +1,396 @@
+import Foundation
+import LMCore
+import LMModels
+import LMTokenizers
+
+/// How the corpus becomes tokens: `char`, an existing tokenizer (`PATH`: a model folder or a
+/// SentencePiece `.model`), or a new SentencePiece BPE model trained on the corpus (`spm:VOCAB`).
+public enum TokenizerSpec: Equatable, Sendable, CustomStringConvertible {
+    case characters
+    case existing(String)
+    case sentencePiece(vocabularySize: Int)
+
+    public init(parsing text: String) throws {
+        if text == "char" {
+            self = .characters
+        } else if text.hasPrefix("spm:") {
+            guard let n = Int(text.dropFirst(4)), n > 0 else {
+                throw LMError(.invalidArgument, "--tokenizer \(text): write spm:VOCAB with a vocabulary size, e.g. spm:4000")
+            }
+            self = .sentencePiece(vocabularySize: n)
+        } else {
+            self = .existing(text)
+        }
+    }
+
+    public var description: String {
+        switch self {
+        case .characters: return "char"
+        case .existing(let p): return p
+        case .sentencePiece(let n): return "spm:\(n)"
+        }
+    }
+}
+
+/// Memory a run needs, printed before it starts.
+public struct MemoryPlan: Sendable {
+    public var parameters: Int, gradients: Int, optimizerState: Int, activations: Int
+    public var available: Int?
+    public var total: Int { parameters + gradients + optimizerState + activations }
+}
+
+/// What the trainer reports while it runs (the CLI draws progress from these).
+public enum TrainerEvent {
+    case info(String)
+    case plan(MemoryPlan)
+    case started(startStep: Int, totalSteps: Int)
+    case step(StepRecord)
+    case evaluation(step: Int, valLoss: Float, isBest: Bool)
+    case checkpoint(step: Int)
+    case earlyStop(step: Int, bestStep: Int, bestLoss: Float)
+}
+
+/// The result of a run.
+public struct TrainingSummary: Sendable {
+    public var steps: Int
+    public var finalTrainLoss: Float
+    public var bestValidationLoss: Float?
+    public var bestStep: Int?
+    public var medianMsPerStep: Double
+    public var stoppedEarly: Bool
+}
+
+/// Trains (or fine-tunes) a GPT on a corpus, writing a run directory that is a model folder.
+///
+/// ```swift
+/// let trainer = try Trainer(corpus: "input.txt", tokenizer: .characters, options: .preset("nano"),
+///                           runDirectory: "runs/nano", resume: false)
+/// let summary = try trainer.run { event in print(event) }
+/// ```
+public final class Trainer {
+    public let options: TrainingOptions
+    public let run: RunDirectory
+    public let model: GPTTrainingModel
+    public let optimizer: Optimizer
+    public let dataset: TokenDataset
+    public let tokenizer: any Tokenizer
+    let pool: ThreadPool
+    private var state: TrainerState
+    private let tokenizerDescription: String
+    let memoryPlan: MemoryPlan
+    private let baseModel: String?
+
+    /// Prepares a run: tokenizes the corpus (once), builds or restores the model and optimizer.
+    /// - Parameters:
+    ///   - baseModel: a model folder to start from (fine-tuning) instead of random weights.
+    ///   - resume: continue the run in `runDirectory` from its checkpoint.
+    public init(corpus: String, tokenizer spec: TokenizerSpec, options requested: TrainingOptions,
+                runDirectory: String, resume: Bool, baseModel: String? = nil,
+                pool: ThreadPool = Threads.shared, onEvent: (TrainerEvent) -> Void = { _ in }) throws {
+        self.pool = pool
+        self.baseModel = baseModel
+        let run = RunDirectory(path: runDirectory)
+        self.run = run
+        var options = requested
+        var loaded: Checkpoint.Loaded?
+        if resume {
+            guard FileIO.exists(run.checkpoint) else {
+                throw LMError(.fileNotFound, "--resume: '\(run.checkpoint)' does not exist — start the run without --resume")
+            }
+            let ckpt = try Checkpoint.load(from: run.checkpoint)
+            try Trainer.checkSameArchitecture(checkpoint: ckpt.options, requested: requested, path: run.checkpoint)
+            options = ckpt.options
+            loaded = ckpt
+        } else if FileIO.exists(run.checkpoint) {
+            throw LMError(.invalidArgument, "'\(runDirectory)' already holds a run — pass --resume to continue it, or choose another --out")
+        }
+        try options.validate()
+        self.options = options
+        try FileIO.makeDirectory(runDirectory)
+
+        // Corpus → tokenizer → tokens (kept in the run directory).
+        guard FileIO.exists(corpus), !FileIO.isDirectory(corpus) else {
+            throw LMError(.fileNotFound, "corpus '\(corpus)' does not exist — pass --corpus with a text file")
+        }
+        let tok: any Tokenizer
+        if resume {
+            guard let t = try TokenizerLoader.find(inModelFolder: runDirectory) else {
+                throw LMError(.fileNotFound, "'\(runDirectory)' has no tokenizer to resume with — start a new run")
+            }
+            tok = t
+        } else {
+            tok = try Trainer.prepareTokenizer(spec, baseModel: baseModel, corpus: corpus, runDirectory: runDirectory, onEvent: onEvent)
+        }
+        self.tokenizer = tok
+        tokenizerDescription = baseModel.map { "from \($0)" } ?? spec.description
+        if !resume || !FileIO.exists(run.tokens) {
+            onEvent(.info("tokenizing \(corpus) (\(tok.summary))"))
+            let text = try Trainer.readCorpus(corpus)
+            let ids = try tok.encode(text).map { Int32($0) }
+            try TokenFile.write(ids, vocabularySize: tok.vocabularySize, to: run.tokens)
+        }
+        let tokens = try TokenFile(path: run.tokens)
+        dataset = try TokenDataset(tokens: tokens, context: options.context)
+        onEvent(.info("corpus: \(tokens.count) tokens (\(dataset.train.count) train, \(dataset.validation.count) validation), vocabulary \(tok.vocabularySize)"))
+
+        // Model.
+        var config: GPT2Config
+        if let baseModel {
+            let folder = try ModelFolder(path: baseModel)
+            guard folder.modelType == "gpt2" else {
+                throw LMError(.invalidConfig, "'\(baseModel)' is a \(folder.modelType) model; lm finetune continues GPT-2-architecture models")
+            }
+            config = try folder.decodeConfig(GPT2Config.self)
+            guard config.vocabSize >= tok.vocabularySize else {
+                throw LMError(.invalidConfig, "the tokenizer has \(tok.vocabularySize) ids but the model only \(config.vocabSize)")
+            }
+            guard options.context <= config.nPositions else {
+                throw LMError(.invalidArgument, "--context \(options.context) exceeds the model's \(config.nPositions) positions")
+            }
+        } else {
+            config = options.modelConfig(vocabularySize: tok.vocabularySize, bos: tok.specialTokens.bos, eos: tok.specialTokens.eos)
+        }
+        if let loaded { config = loaded.config }
+        let B = options.batch, T = options.context
+        let acts = GPTTrainingModel.activationFloats(config: config, B: B, T: T, threads: pool.threadCount)
+        let P = config.parameterLayout.reduce(0) { $0 + $1.shape.reduce(1, *) }
+        let moments = [OptimizerKind.adam, .adamw].contains(options.optimizer.kind) ? 2 : 1
+        memoryPlan = MemoryPlan(parameters: P * 4, gradients: P * 4, optimizerState: moments * P * 4,
+                                activations: acts.acts * 4 + acts.maskBytes, available: Trainer.availableMemory())
+        onEvent(.plan(memoryPlan))
+        if let available = memoryPlan.available, memoryPlan.total > available {
+            throw LMError(.invalidArgument, "this run needs \(memoryPlan.total >> 20) MiB but only \(available >> 20) MiB are free — lower --batch or --context")
+        }
+        model = try GPTTrainingModel(config: config, batch: B, time: T, seed: options.seed, pool: pool)
+        model.dropout = options.dropout
+        if let baseModel {
+            let folder = try ModelFolder(path: baseModel)
+            try model.loadWeights(from: SafeTensorsWeightSource(file: try folder.openWeights(), optionalPrefixes: ["transformer."]))
+        } else {
+            model.initializeWeights(seed: options.seed)
+        }
+        let frozen = Set(options.frozenLayers)
+        let groups = model.parameterGroups { name in
+            if frozen.contains(-1), name.hasPrefix("transformer.wte") || name.hasPrefix("transformer.wpe") { return true }
+            return frozen.contains { name.hasPrefix("transformer.h.\($0).") }
+        }
+        optimizer = try Optimizer(config: options.optimizer, parameterCount: P,
+                                  groups: groups.map { ParameterGroup(range: $0.range, decay: $0.decay, trainable: $0.trainable) })
+        if let loaded {
+            try loaded.restore(into: model, optimizer: optimizer)
+            state = loaded.state
+            onEvent(.info("resuming from step \(state.step) of \(options.steps)"))
+        } else {
+            state = TrainerState(step: 0, optimizerStep: 0, rng: model.rngState, bestValidationLoss: nil, bestStep: nil,
+                                 evaluationsWithoutImprovement: 0, logBytes: 0, elapsedSeconds: 0)
+        }
+    }
+
+    static func checkSameArchitecture(checkpoint c: TrainingOptions, requested r: TrainingOptions, path: String) throws {
+        let a = "\(c.layers) layers, \(c.heads) heads, \(c.dim) dim, context \(c.context)"
+        let b = "\(r.layers) layers, \(r.heads) heads, \(r.dim) dim, context \(r.context)"
+        if a != b {
+            throw LMError(.invalidArgument, "--resume: '\(path)' holds a model with \(a), but this run asks for \(b) — use the same shape, or a new --out")
+        }
+    }
+
+    static func readCorpus(_ path: String) throws -> String {
+        let file = try MappedFile(path: path)
+        guard file.size > 0 else {
+            throw LMError(.invalidInput, "corpus '\(path)' is empty — give a text file with some content")
+        }
+        guard let text = String(validating: file.bytes, as: UTF8.self) else {
+            throw LMError(.invalidInput, "corpus '\(path)' is not valid UTF-8 — convert it (for example with iconv -t UTF-8)")
+        }
+        return text
+    }
+
+    /// Builds the tokenizer and saves it into the run directory.
+    static func prepareTokenizer(_ spec: TokenizerSpec, baseModel: String?, corpus: String, runDirectory: String,
+                                 onEvent: (TrainerEvent) -> Void) throws -> any Tokenizer {
+        if let baseModel {
+            guard let tok = try TokenizerLoader.find(inModelFolder: baseModel) else {
+                throw LMError(.fileNotFound, "'\(baseModel)' has no tokenizer — fine-tuning needs the model's tokenizer files")
+            }
+            try copyTokenizerFiles(from: baseModel, to: runDirectory)
+            return tok
+        }
+        switch spec {
+        case .characters:
+            let tok = CharacterTokenizer(corpus: try readCorpus(corpus))
+            try tok.save(to: runDirectory + "/tokenizer.json")
+            return tok
+        case .existing(let path):
+            if FileIO.isDirectory(path) {
+                try copyTokenizerFiles(from: path, to: runDirectory)
+            } else if path.hasSuffix(".model") {
+                _ = try TokenizerLoader.load(path: path)
+                try copyFile(path, runDirectory + "/tokenizer.model")
+            } else if path.hasSuffix("tokenizer.json") {
+                try copyFile(path, runDirectory + "/tokenizer.json")
+            } else {
+                throw LMError(.invalidArgument, "--tokenizer \(path): give char, spm:VOCAB, a model folder, a tokenizer.json or a SentencePiece .model")
+            }
+            guard let tok = try TokenizerLoader.find(inModelFolder: runDirectory) else {
+                throw LMError(.fileNotFound, "no tokenizer found in '\(path)'")
+            }
+            return tok
+        case .sentencePiece(let vocab):
+            onEvent(.info("training a SentencePiece BPE tokenizer (vocabulary \(vocab)) on \(corpus)"))
+            var o = SentencePieceTrainingOptions(input: corpus, vocabSize: vocab, modelType: .bpe, byteFallback: true)
+            o.characterCoverage = 0.9995
+            let bytes = try SentencePieceTrainer.train(o)
+            let path = runDirectory + "/tokenizer.model"
+            try FileIO.writeAtomically(path) { fd in try bytes.withUnsafeBytes { try FileIO.writeAll(fd, $0, path: path) } }
+            return try TokenizerLoader.load(path: path)
+        }
+    }
+
+    static let tokenizerFiles = ["tokenizer.json", "tokenizer.model", "vocab.json", "merges.txt", "vocab.txt",
+                                 "tokenizer_config.json", "special_tokens_map.json"]
+
+    static func copyTokenizerFiles(from dir: String, to dest: String) throws {
+        for f in tokenizerFiles where FileIO.exists(dir + "/" + f) && dir != dest {
+            try copyFile(dir + "/" + f, dest + "/" + f)
+        }
+    }
+
+    static func copyFile(_ from: String, _ to: String) throws {
+        let data = try MappedFile(path: from)
+        try FileIO.writeAtomically(to) { fd in try FileIO.writeAll(fd, data.bytes, path: to) }
+    }
+
+    /// MemAvailable from /proc/meminfo, in bytes.
+    static func availableMemory() -> Int? {
+        guard let text = try? String(contentsOfFile: "/proc/meminfo", encoding: .utf8) else { return nil }
+        for line in text.split(separator: "\n") where line.hasPrefix("MemAvailable:") {
+            let parts = line.split(separator: " ")
+            if parts.count >= 2, let kb = Int(parts[1]) { return kb * 1024 }
+        }
+        return nil
+    }
+
+    /// Mean validation loss over `evalBatches` fixed batches (the same batches every time).
+    public func evaluate() throws -> Float {
+        let B = options.batch, T = options.context
+        var rng = SeededRNG(seed: 42)
+        var inputs = [Int32](repeating: 0, count: B * T), targets = inputs
+        model.training = false
+        defer { model.training = true }
+        var total = 0.0
+        for _ in 0..<options.evalBatches {
+            try inputs.withUnsafeMutableBufferPointer { i in
+                try targets.withUnsafeMutableBufferPointer { t in
+                    dataset.batch(from: dataset.validation, B: B, T: T, rng: &rng, inputs: i.baseAddress!, targets: t.baseAddress!)
+                    total += Double(try model.forward(inputs: i.baseAddress!, targets: t.baseAddress!, B: B, T: T))
+                }
+            }
+        }
+        return Float(total / Double(options.evalBatches))
+    }
+
+    /// Runs until `options.steps` (or early stopping), checkpointing as it goes.
+    @discardableResult
+    public func run(onEvent: (TrainerEvent) -> Void = { _ in }) throws -> TrainingSummary {
+        let o = options
+        let B = o.batch, T = o.context
+        let schedule = o.learningRateSchedule
+        let log = try TrainingLog(path: run.log, keepBytes: state.logBytes)
+        var records = (try? TrainingLog.read(run.log)) ?? []
+        var inputs = [Int32](repeating: 0, count: B * T), targets = inputs
+        var stepTimes: [Double] = []
+        var lastLoss: Float = .nan
+        var stoppedEarly = false
+        onEvent(.started(startStep: state.step, totalSteps: o.steps))
+        let title = "\(o.layers)-layer \(o.dim)-dim GPT, batch \(B) × \(T) — \((run.path as NSString).lastPathComponent)"
+
+        while state.step < o.steps {
+            let step = state.step
+            let lr = schedule.learningRate(at: step)
+            let t0 = monotonic()
+            model.zeroGradients()
+            var loss: Double = 0
+            for micro in 0..<o.gradientAccumulation {
+                var rng = TokenDataset.stepRNG(seed: o.seed, step: step, micro: micro)
+                try inputs.withUnsafeMutableBufferPointer { i in
+                    try targets.withUnsafeMutableBufferPointer { t in
+                        dataset.batch(from: dataset.train, B: B, T: T, rng: &rng, inputs: i.baseAddress!, targets: t.baseAddress!)
+                        loss += Double(try model.forward(inputs: i.baseAddress!, targets: t.baseAddress!, B: B, T: T))
+                    }
+                }
+                try model.backward(lossScale: 1 / Float(o.gradientAccumulation))
+            }
+            let meanLoss = Float(loss / Double(o.gradientAccumulation))
+            let norm = o.gradientClip > 0
+                ? clipGradientNorm(model.grads.storage.base, count: model.grads.count, maxNorm: o.gradientClip, pool: pool)
+                : gradientNorm(model.grads.storage.base, count: model.grads.count, pool: pool)
+            guard meanLoss.isFinite, norm.isFinite else {
+                let kept = FileIO.exists(run.checkpoint) ? "the last good checkpoint (step \(lastCheckpointStep())) is kept in \(run.path)" : "no checkpoint was written yet"
+                throw LMError(.invalidInput, "training diverged: the loss became \(meanLoss.isNaN || norm.isNaN ? "NaN" : "infinite") at step \(step + 1) — lower --lr (now \(o.learningRate)) or raise --warmup; \(kept)")
+            }
+            optimizer.step(params: model.params.storage.base, grads: model.grads.storage.base, lr: lr, pool: pool)
+            let dt = monotonic() - t0
+            stepTimes.append(dt)
+            state.step += 1
+            state.optimizerStep = optimizer.stepCount
+            state.elapsedSeconds += dt
+            lastLoss = meanLoss
+
+            let done = state.step == o.steps
+            let evalNow = state.step % o.evalInterval == 0 || done
+            var record = StepRecord(step: state.step, trainLoss: meanLoss, lr: lr, msPerStep: dt * 1000,
+                                    tokensPerSecond: Double(B * T * o.gradientAccumulation) / dt, gradNorm: norm)
+            var improved = false
+            if evalNow {
+                let val = try evaluate()
+                record.valLoss = val
+                record.valPerplexity = Float(exp(Double(val)))
+                improved = state.bestValidationLoss.map { val < $0 } ?? true
+                if improved {
+                    state.bestValidationLoss = val
+                    state.bestStep = state.step
+                    state.evaluationsWithoutImprovement = 0
+                    try Checkpoint.exportModel(model, dropout: o.dropout, to: run.path)
+                } else {
+                    state.evaluationsWithoutImprovement += 1
+                }
+                onEvent(.evaluation(step: state.step, valLoss: val, isBest: improved))
+            }
+            if evalNow || state.step % o.logInterval == 0 || state.step == 1 {
+                try log.append(record)
+                records.append(record)
+                onEvent(.step(record))
+            }
+            if evalNow { try LossPlot.write(records, title: title, to: run.plot) }
+            let stopEarly = o.patience > 0 && state.evaluationsWithoutImprovement >= o.patience
+            if done || stopEarly || state.step % o.checkpointInterval == 0 {
+                state.rng = model.rngState
+                state.logBytes = log.size
+                try Checkpoint.save(to: run.checkpoint, model: model, optimizer: optimizer, options: o,
+                                    tokenizer: tokenizerDescription, state: state)
+                onEvent(.checkpoint(step: state.step))
+            }
+            if stopEarly {
+                stoppedEarly = true
+                onEvent(.earlyStop(step: state.step, bestStep: state.bestStep ?? 0, bestLoss: state.bestValidationLoss ?? .nan))
+                break
+            }
+        }
+        if !records.isEmpty { try LossPlot.write(records, title: title, to: run.plot) }
+        let sorted = stepTimes.sorted()
+        return TrainingSummary(steps: state.step, finalTrainLoss: lastLoss, bestValidationLoss: state.bestValidationLoss,
+                               bestStep: state.bestStep, medianMsPerStep: sorted.isEmpty ? 0 : sorted[sorted.count / 2] * 1000,
+                               stoppedEarly: stoppedEarly)
+    }
+
+    private func lastCheckpointStep() -> Int {
+        (try? Checkpoint.load(from: run.checkpoint).state.step) ?? 0
+    }
+
+    private func monotonic() -> Double {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
+    }
+}
+
