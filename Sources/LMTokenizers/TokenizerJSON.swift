@@ -37,7 +37,7 @@ public enum TokenizerJSON {
               let model = root["model"] as? [String: Any] else { return false }
         switch model["type"] as? String {
         case "WordPiece": return true
-        case "BPE": return (try? byteLevelOptions(root)) != nil
+        case "BPE": return CharacterTokenizer.fromHuggingFaceJSON(root) != nil || (try? byteLevelOptions(root)) != nil
         default: return false
         }
     }
@@ -47,6 +47,7 @@ public enum TokenizerJSON {
             throw LMError(.corruptFile, "no \"model\" object; expected a Hugging Face tokenizer.json")
         }
         let type = model["type"] as? String ?? (model["merges"] != nil ? "BPE" : "")
+        if let characters = CharacterTokenizer.fromHuggingFaceJSON(root) { return characters }
         let added = addedTokens(root)
         switch type {
         case "WordPiece":
