@@ -13,6 +13,8 @@ public struct GenerationStats: Sendable, Codable, Equatable {
     /// From the end of the prefill to the last token.
     public var generationSeconds = 0.0
     public var stoppedAtEOS = false
+    /// Times the window slid because the context was full.
+    public var contextShifts = 0
 
     public init() {}
 
@@ -51,19 +53,29 @@ public final class TokenGenerator {
         sampler = try Sampler(settings: settings, vocabularySize: model.vocabularySize)
         stopTokens = model.eosTokenID.map { [$0] } ?? []
         step = .allocate(capacity: 1)
+        history.reserveCapacity(self.cache.capacity + 1)
     }
 
     deinit { step.deallocate() }
 
+    /// Tokens whose keys and values are in the cache, in order (for re-encoding a window).
+    public private(set) var history: [Int] = []
+
+    /// What happens when the cache is full: re-encode the last half of the window (models with
+    /// learned absolute positions cannot shift their cache) and keep going, or stop.
+    public var slideWhenFull = true
+
     /// Feeds `prompt` (appending to whatever the cache holds), then samples up to `maxTokens`
     /// tokens, calling `onToken` for each; `onToken` returns false to stop early.
-    /// Stops at a stop token or when the cache is full.
+    /// Stops at a stop token; when the cache fills, slides the window (or stops if `slideWhenFull` is off).
     @discardableResult
     public func generate(prompt: [Int], maxTokens: Int, onToken: (Int) throws -> Bool) throws -> GenerationStats {
         var stats = GenerationStats()
         let ids = prompt.map { Int32(truncatingIfNeeded: $0) }
         let t0 = monotonicSeconds()
+        if cache.length != history.count { history = [] }  // someone else used the cache
         var logits = try ids.withUnsafeBufferPointer { try model.forward(tokens: $0, cache: cache, allLogits: false) }
+        history += prompt
         for t in prompt { sampler.accept(t) }
         let t1 = monotonicSeconds()
         stats.promptTokens = prompt.count
@@ -75,9 +87,22 @@ public final class TokenGenerator {
             if stopTokens.contains(token) { stats.stoppedAtEOS = true; break }
             produced += 1
             if try !onToken(token) { break }
-            if produced == maxTokens || cache.remaining == 0 { break }
+            if produced == maxTokens { break }
+            if cache.remaining == 0 {
+                guard slideWhenFull, history.count == cache.length else { break }
+                // Keep the newest half of the window and encode it again from position 0.
+                let keep = Array(history.suffix(cache.capacity / 2))
+                cache.reset()
+                history.removeAll(keepingCapacity: true)
+                history += keep
+                _ = try keep.map { Int32($0) }.withUnsafeBufferPointer {
+                    try model.forward(tokens: $0, cache: cache, allLogits: false)
+                }
+                stats.contextShifts += 1
+            }
             step[0] = Int32(token)
             logits = try model.forward(tokens: UnsafeBufferPointer(start: step, count: 1), cache: cache, allLogits: false)
+            history.append(token)
         }
         stats.generatedTokens = produced
         stats.generationSeconds = monotonicSeconds() - t1

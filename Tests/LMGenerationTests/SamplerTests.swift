@@ -147,8 +147,25 @@ final class TokenGeneratorTests: XCTestCase {
 
         let full = try TokenGenerator(model: lm, settings: .greedy)
         full.stopTokens = []
+        full.slideWhenFull = false
         var n = 0
         try full.generate(prompt: [Int](repeating: 3, count: 120), maxTokens: 50) { _ in n += 1; return true }
         XCTAssertEqual(n, 9, "120 prompt tokens + 8 fed back fill the 128-position context; the 9th is sampled last")
+
+        // Sliding: the window is re-encoded from its newest half and generation goes on.
+        let sliding = try TokenGenerator(model: lm, settings: .greedy)
+        sliding.stopTokens = []
+        var slid: [Int] = []
+        let s = try sliding.generate(prompt: [Int](repeating: 3, count: 120), maxTokens: 200) { slid.append($0); return true }
+        XCTAssertEqual(slid.count, 200)
+        XCTAssertEqual(s.contextShifts, 3)
+        XCTAssertEqual(sliding.history.count, sliding.cache.length)
+        // The tokens after a shift are what a fresh run on the kept window gives.
+        let fresh = try TokenGenerator(model: lm, settings: .greedy)
+        fresh.stopTokens = []
+        let window = Array(([Int](repeating: 3, count: 120) + slid).prefix(128).suffix(64)) + [slid[8]]
+        var next: [Int] = []
+        try fresh.generate(prompt: window, maxTokens: 3) { next.append($0); return true }
+        XCTAssertEqual(next, Array(slid[9..<12]))
     }
 }
