@@ -84,8 +84,9 @@ public final class Trainer {
     /// - Parameters:
     ///   - baseModel: a model folder to start from (fine-tuning) instead of random weights.
     ///   - resume: continue the run in `runDirectory` from its checkpoint.
+    ///   - extendSteps: with `resume`, train to this many steps instead of the checkpoint's.
     public init(corpus: String, tokenizer spec: TokenizerSpec, options requested: TrainingOptions,
-                runDirectory: String, resume: Bool, baseModel: String? = nil,
+                runDirectory: String, resume: Bool, baseModel: String? = nil, extendSteps: Int? = nil,
                 pool: ThreadPool = Threads.shared, onEvent: (TrainerEvent) -> Void = { _ in }) throws {
         self.pool = pool
         self.baseModel = baseModel
@@ -100,6 +101,12 @@ public final class Trainer {
             let ckpt = try Checkpoint.load(from: run.checkpoint)
             try Trainer.checkSameArchitecture(checkpoint: ckpt.options, requested: requested, path: run.checkpoint)
             options = ckpt.options
+            if let extendSteps {
+                guard extendSteps >= ckpt.state.step else {
+                    throw LMError(.invalidArgument, "--steps \(extendSteps) is below the \(ckpt.state.step) steps the run has already done")
+                }
+                options.steps = extendSteps
+            }
             loaded = ckpt
         } else if FileIO.exists(run.checkpoint) {
             throw LMError(.invalidArgument, "'\(runDirectory)' already holds a run — pass --resume to continue it, or choose another --out")
@@ -289,9 +296,10 @@ public final class Trainer {
         return Float(total / Double(options.evalBatches))
     }
 
-    /// Runs until `options.steps` (or early stopping), checkpointing as it goes.
+    /// Runs until `options.steps` (or early stopping, or `pauseAt` steps: a checkpoint is
+    /// written there and the run can be resumed), checkpointing as it goes.
     @discardableResult
-    public func run(onEvent: (TrainerEvent) -> Void = { _ in }) throws -> TrainingSummary {
+    public func run(pauseAt: Int? = nil, onEvent: (TrainerEvent) -> Void = { _ in }) throws -> TrainingSummary {
         let o = options
         let B = o.batch, T = o.context
         let schedule = o.learningRateSchedule
@@ -363,7 +371,8 @@ public final class Trainer {
             }
             if evalNow { try LossPlot.write(records, title: title, to: run.plot) }
             let stopEarly = o.patience > 0 && state.evaluationsWithoutImprovement >= o.patience
-            if done || stopEarly || state.step % o.checkpointInterval == 0 {
+            let pause = state.step == pauseAt
+            if done || stopEarly || pause || state.step % o.checkpointInterval == 0 {
                 state.rng = model.rngState
                 state.logBytes = log.size
                 try Checkpoint.save(to: run.checkpoint, model: model, optimizer: optimizer, options: o,
@@ -375,6 +384,7 @@ public final class Trainer {
                 onEvent(.earlyStop(step: state.step, bestStep: state.bestStep ?? 0, bestLoss: state.bestValidationLoss ?? .nan))
                 break
             }
+            if pause { break }
         }
         if !records.isEmpty { try LossPlot.write(records, title: title, to: run.plot) }
         let sorted = stepTimes.sorted()

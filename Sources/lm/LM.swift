@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 import LMCore
 
 /// `lm`: the swift-lm command-line tool. Each subcommand lives in its own file and only parses
@@ -27,4 +28,11 @@ struct LM: ParsableCommand {
             TokenizerCommand.self,
         ]
     )
+
+    static func main() {
+        // A write past a file-size limit must fail with an error (reported, the previous
+        // checkpoint kept), not kill the process.
+        signal(SIGXFSZ, SIG_IGN)
+        main(nil)
+    }
 }

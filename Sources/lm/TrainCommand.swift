@@ -10,7 +10,7 @@ struct TrainingFlags: ParsableArguments {
     var corpus: String
     @Option(help: "Run folder: the best model, checkpoint.safetensors, log.jsonl and loss.svg go here.")
     var out: String
-    @Flag(help: "Continue the run in --out from its last checkpoint.")
+    @Flag(help: "Continue the run in --out from its last checkpoint (with its options; --steps may extend it).")
     var resume = false
 
     @Option(help: "Transformer blocks.") var layers: Int?
@@ -38,9 +38,12 @@ struct TrainingFlags: ParsableArguments {
     @Flag(help: "Print one JSON summary at the end.") var json = false
     @OptionGroup var threads: ThreadOptions
 
-    /// `base` with every given flag applied.
-    func apply(to base: TrainingOptions) throws -> TrainingOptions {
-        var o = base
+    /// `base` with every given flag applied. With --resume the base is the checkpoint's own
+    /// options, so only flags given now can differ (and a different shape is refused).
+    func apply(to preset: TrainingOptions) throws -> TrainingOptions {
+        var o = preset
+        let checkpoint = RunDirectory(path: out).checkpoint
+        if resume, FileIO.exists(checkpoint) { o = try Checkpoint.load(from: checkpoint).options }
         if let layers { o.layers = layers }
         if let heads { o.heads = heads }
         if let dim { o.dim = dim }
@@ -152,7 +155,7 @@ struct TrainCommand: ParsableCommand {
         let spec = try TokenizerSpec(parsing: tokenizer)
         try runTraining({
             try Trainer(corpus: flags.corpus, tokenizer: spec, options: options, runDirectory: flags.out,
-                        resume: flags.resume, pool: pool, onEvent: printSetupEvent)
+                        resume: flags.resume, extendSteps: flags.steps, pool: pool, onEvent: printSetupEvent)
         }, json: flags.json)
     }
 }
@@ -201,7 +204,7 @@ struct FinetuneCommand: ParsableCommand {
         }
         try runTraining({
             try Trainer(corpus: flags.corpus, tokenizer: .existing(model), options: options, runDirectory: flags.out,
-                        resume: flags.resume, baseModel: model, pool: pool, onEvent: printSetupEvent)
+                        resume: flags.resume, baseModel: model, extendSteps: flags.steps, pool: pool, onEvent: printSetupEvent)
         }, json: flags.json)
     }
 }

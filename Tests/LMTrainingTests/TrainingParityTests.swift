@@ -7,13 +7,17 @@ import XCTest
 
 /// One training step against PyTorch: ../shared/fixtures/training (gpt2-tiny, batch 4 × 32).
 final class TrainingParityTests: XCTestCase {
-    struct Fixture {
-        let model: GPTTrainingModel
-        let inputs: [Int32], targets: [Int32]
-        let step: [String: Any]
-    }
+    func load(threads: Int = 2) throws -> TrainingFixture { try loadTrainingFixture(threads: threads) }
+}
 
-    func load(threads: Int = 2) throws -> Fixture {
+struct TrainingFixture {
+    let model: GPTTrainingModel
+    let inputs: [Int32], targets: [Int32]
+    let step: [String: Any]
+}
+
+func loadTrainingFixture(threads: Int = 2) throws -> TrainingFixture {
+    do {
         let folder = try ModelFolder(path: try TestPaths.sharedFile("fixtures/gpt2-tiny/model"))
         let config = try folder.decodeConfig(GPT2Config.self)
         let model = try GPTTrainingModel(config: config, batch: 4, time: 32, pool: ThreadPool(threads: threads))
@@ -26,8 +30,11 @@ final class TrainingParityTests: XCTestCase {
             inputs += ids
             targets += Array(ids.dropFirst()) + [-1]   // HF shifts labels; the last position predicts nothing
         }
-        return Fixture(model: model, inputs: inputs, targets: targets, step: step)
+        return TrainingFixture(model: model, inputs: inputs, targets: targets, step: step)
     }
+}
+
+extension TrainingParityTests {
 
     func testLossAndGradientsMatchPyTorch() throws {
         let f = try load()
@@ -67,5 +74,45 @@ extension GPTTrainingModel {
         try inputs.withUnsafeBufferPointer { i in
             try targets.withUnsafeBufferPointer { t in try forward(inputs: i.baseAddress!, targets: t.baseAddress!, B: B, T: T) }
         }
+    }
+}
+
+/// AdamW steps on the fixture batch against PyTorch's losses after each step.
+final class OptimizerStepParityTests: XCTestCase {
+    func testThreeAdamWStepsMatchPyTorchLosses() throws {
+        let f = try loadTrainingFixture()
+        let model = f.model
+        var config = OptimizerConfig()
+        config.kind = .adamw; config.beta1 = 0.9; config.beta2 = 0.999; config.eps = 1e-8; config.weightDecay = 0.1
+        let groups = model.parameterGroups().map { ParameterGroup(range: $0.range, decay: $0.decay, trainable: $0.trainable) }
+        let optimizer = try Optimizer(config: config, parameterCount: model.params.count, groups: groups)
+        let expected = (f.step["three_steps"] as! [String: Any])["losses"] as! [NSNumber]
+        var losses: [Float] = []
+        for _ in 0..<3 {
+            losses.append(try model.forward(inputs: f.inputs, targets: f.targets, B: 4, T: 32))
+            model.zeroGradients()
+            try model.backward()
+            optimizer.step(params: model.params.storage.base, grads: model.grads.storage.base, lr: 1e-3, pool: model.pool)
+            if losses.count == 1 {
+                // Parameters after the first step (abs 1e-6; where |g| < 1e-6 Adam's ratio is ill-conditioned: allow lr).
+                let ref = try SafeTensorsFile(path: try TestPaths.sharedFile("fixtures/training/params_after_step1.safetensors"))
+                let grads = try SafeTensorsFile(path: try TestPaths.sharedFile("fixtures/training/grads_step1.safetensors"))
+                for (name, p) in model.params.tensors {
+                    let r = try ref.tensor(name).scalars, g = try grads.tensor(name).scalars
+                    var worst: Float = 0
+                    for i in 0..<r.count {
+                        let tol: Float = abs(g[i]) < 1e-6 ? 1e-3 : 1e-6
+                        worst = max(worst, abs(p.data[i] - r[i]) / tol)
+                    }
+                    XCTAssertLessThanOrEqual(worst, 1, "\(name) after one AdamW step")
+                }
+            }
+        }
+        losses.append(try model.forward(inputs: f.inputs, targets: f.targets, B: 4, T: 32))
+        XCTAssertEqual(losses.count, expected.count)
+        for (got, want) in zip(losses, expected) {
+            XCTAssertEqual(Double(got), want.doubleValue, accuracy: 1e-5 * max(1, want.doubleValue))
+        }
+        XCTAssertEqual(Double(losses[1]), 6.756143569946289, accuracy: 1e-4 * 6.756)
     }
 }
