@@ -1,0 +1,126 @@
+import Foundation
+import LMCore
+import LMTestSupport
+import XCTest
+
+/// `lm train` through the real binary: kills, full disks, divergence, wrong resumes.
+final class TrainCLITests: XCTestCase {
+    var dir = ""
+    var corpus = ""
+    var lm: String { TestPaths.lmBinary }
+
+    override func setUpWithError() throws {
+        dir = try TestPaths.temporaryDirectory("train-cli")
+        let full = try String(contentsOfFile: try TestPaths.sharedFile("data/tinyshakespeare/input.txt"), encoding: .utf8)
+        corpus = dir + "/corpus.txt"
+        try String(full.prefix(40_000)).write(toFile: corpus, atomically: true, encoding: .utf8)
+    }
+
+    override func tearDown() { try? FileManager.default.removeItem(atPath: dir) }
+
+    func train(_ out: String, _ extra: [String] = []) -> [String] {
+        ["train", "--corpus", corpus, "--preset", "nano", "--out", out, "--steps", "150", "--eval-interval", "25",
+         "--eval-batches", "4", "--checkpoint-interval", "10", "--log-interval", "5", "--threads", "1"] + extra
+    }
+
+    /// Log lines without the timing fields (which differ between runs).
+    func losses(_ run: String) throws -> [String] {
+        try String(contentsOfFile: run + "/log.jsonl", encoding: .utf8).split(separator: "\n").map { line in
+            var obj = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
+            obj["ms_per_step"] = nil
+            obj["tokens_per_s"] = nil
+            return String(decoding: try JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys]), as: UTF8.self)
+        }
+    }
+
+    func testKilledRunResumesExactly() throws {
+        let reference = dir + "/reference"
+        let r = try runProcess(lm, train(reference))
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let expected = try losses(reference)
+        XCTAssertEqual(expected.count, 31)
+
+        // Kill with SIGKILL at a random moment after the first checkpoint, twice, then finish.
+        let run = dir + "/killed"
+        var generator = SystemRandomNumberGenerator()
+        for attempt in 0..<2 {
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: lm)
+            p.arguments = train(run, attempt == 0 ? [] : ["--resume"])
+            p.standardOutput = FileHandle.nullDevice
+            p.standardError = FileHandle.nullDevice
+            try p.run()
+            let t0 = Date()
+            while !FileManager.default.fileExists(atPath: run + "/checkpoint.safetensors") && Date().timeIntervalSince(t0) < 60 {
+                usleep(2_000)
+            }
+            usleep(UInt32.random(in: 1_000...40_000, using: &generator))
+            kill(p.processIdentifier, SIGKILL)
+            p.waitUntilExit()
+        }
+        let resumed = try runProcess(lm, train(run, ["--resume"]))
+        XCTAssertEqual(resumed.status, 0, resumed.stderr)
+        XCTAssertEqual(try losses(run), expected, "a killed and resumed run logs the same losses, bit for bit")
+        let a = try SafeTensorsFile(path: reference + "/model.safetensors"), b = try SafeTensorsFile(path: run + "/model.safetensors")
+        for name in a.names { XCTAssertEqual(try a.tensor(name).scalars, try b.tensor(name).scalars, name) }
+    }
+
+    func testFullDiskWhileSavingKeepsThePreviousCheckpoint() throws {
+        let run = dir + "/disk"
+        let first = try runProcess(lm, train(run, ["--steps", "20"]))
+        XCTAssertEqual(first.status, 0, first.stderr)
+        let before = try Data(contentsOf: URL(fileURLWithPath: run + "/checkpoint.safetensors"))
+        // A file-size limit below the checkpoint's size (≈ 350 kB) but above the model's: writes fail like on a full disk.
+        let limited = try runProcess("/bin/bash", ["-c", "ulimit -f 250; exec \"$0\" \"$@\"", lm] + train(run, ["--resume", "--steps", "40"]))
+        XCTAssertNotEqual(limited.status, 0)
+        XCTAssertTrue(limited.stderr.contains("cannot write"), limited.stderr)
+        XCTAssertTrue(limited.stderr.contains("disk space"), limited.stderr)
+        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: run + "/checkpoint.safetensors")), before, "previous checkpoint intact")
+        let leftovers = try FileManager.default.contentsOfDirectory(atPath: run).filter { $0.contains(".tmp-") }
+        XCTAssertEqual(leftovers, [], "no temporary files left behind")
+        // And the run goes on from there once there is room again.
+        let again = try runProcess(lm, train(run, ["--resume", "--steps", "40"]))
+        XCTAssertEqual(again.status, 0, again.stderr)
+    }
+
+    func testDivergenceStopsWithAClearMessageAndKeepsTheLastGoodCheckpoint() throws {
+        let run = dir + "/nan"
+        let r = try runProcess(lm, train(run, ["--lr", "1e30", "--warmup", "0", "--checkpoint-interval", "1", "--clip", "0"]))
+        XCTAssertNotEqual(r.status, 0)
+        XCTAssertTrue(r.stderr.contains("training diverged"), r.stderr)
+        XCTAssertTrue(r.stderr.contains("--lr"), r.stderr)
+        XCTAssertTrue(r.stderr.contains("last good checkpoint"), r.stderr)
+        // The checkpoint of step 1 (the last one whose loss was finite) is intact and loadable.
+        let ckpt = try SafeTensorsFile(path: run + "/checkpoint.safetensors")
+        let state = try XCTUnwrap(ckpt.metadata["trainer_state"])
+        XCTAssertTrue(state.contains("\"step\":1,") || state.contains("\"step\":1}"), state)
+    }
+
+    func testResumeWithADifferentShapeOrWithoutACheckpointIsRefused() throws {
+        let run = dir + "/shape"
+        XCTAssertEqual(try runProcess(lm, train(run, ["--steps", "10"])).status, 0)
+        let wrong = try runProcess(lm, train(run, ["--resume", "--layers", "3"]))
+        XCTAssertNotEqual(wrong.status, 0)
+        XCTAssertTrue(wrong.stderr.contains("3 layers"), wrong.stderr)
+        XCTAssertEqual(wrong.stderr.split(separator: "\n").filter { $0.hasPrefix("Error") }.count, 1)
+        let none = try runProcess(lm, train(dir + "/nothing", ["--resume"]))
+        XCTAssertNotEqual(none.status, 0)
+        XCTAssertTrue(none.stderr.contains("does not exist"), none.stderr)
+        let again = try runProcess(lm, train(run))
+        XCTAssertNotEqual(again.status, 0, "an existing run is not overwritten without --resume")
+        XCTAssertTrue(again.stderr.contains("--resume"), again.stderr)
+    }
+
+    func testEmptyAndShortCorporaAreOneLineErrors() throws {
+        let empty = dir + "/empty.txt", short = dir + "/short.txt"
+        FileManager.default.createFile(atPath: empty, contents: Data())
+        try "Hello there".write(toFile: short, atomically: true, encoding: .utf8)
+        for (path, fragment) in [(empty, "empty"), (short, "shorter than the context")] {
+            let r = try runProcess(lm, ["train", "--corpus", path, "--preset", "nano", "--out", dir + "/x\(fragment.count)"])
+            XCTAssertNotEqual(r.status, 0)
+            let errors = r.stderr.split(separator: "\n").filter { $0.hasPrefix("Error") }
+            XCTAssertEqual(errors.count, 1, r.stderr)
+            XCTAssertTrue(r.stderr.contains(fragment), r.stderr)
+        }
+    }
+}
