@@ -23,16 +23,30 @@ public final class SentencePieceTokenizer: Tokenizer, @unchecked Sendable {
     public let postProcessor: PostProcessor
     public let addsSpecialTokensByDefault = false
     public var summary: String {
-        "SentencePiece (libsentencepiece), \(vocabularySize) pieces\(hasByteFallback ? ", byte fallback" : "")"
+        "SentencePiece (\(swiftEncoder == nil ? "libsentencepiece" : "Swift encoder, libsentencepiece reference"), \(swiftEncoder.map { "\($0.algorithm)" } ?? "model")), \(vocabularySize) pieces\(hasByteFallback ? ", byte fallback" : "")"
+    }
+
+    /// Which code encodes text.
+    public enum Engine: String, Sendable {
+        /// The Swift encoder (`SentencePieceEncoder`) when it supports the model (BPE and unigram
+        /// models with the standard normalizers), libsentencepiece otherwise.
+        case automatic
+        /// Always libsentencepiece (the reference).
+        case library
     }
 
     /// Whether the model has the 256 byte pieces `<0x00>`…`<0xFF>`.
     public let hasByteFallback: Bool
+    /// The engine that `encode` uses for this model.
+    public let engine: Engine
     private let types: [Int32]
     private let added: AddedTokens
+    private let swiftEncoder: SentencePieceEncoder?
 
-    /// Loads a serialized model (the bytes of a `.model` file).
-    public init(modelBytes: [UInt8]) throws {
+    /// Loads a serialized model (the bytes of a `.model` file). libsentencepiece always loads
+    /// it (and so validates it, and decodes); encoding goes through the Swift engine when
+    /// `engine` is `.automatic` and the model is one it supports.
+    public init(modelBytes: [UInt8], engine: Engine = .automatic) throws {
         var error: UnsafeMutablePointer<CChar>? = nil
         let h = modelBytes.withUnsafeBytes { csp_load_bytes($0.baseAddress, $0.count, &error) }
         guard let h else {
@@ -40,16 +54,23 @@ public final class SentencePieceTokenizer: Tokenizer, @unchecked Sendable {
         }
         self.handle = h
         (vocabularySize, specialTokens, postProcessor, hasByteFallback, types, added) = Self.describe(h)
+        var encoder: SentencePieceEncoder? = nil
+        if engine == .automatic {
+            let proto = modelBytes.withUnsafeBytes { try? SentencePieceModelProto(bytes: $0) }
+            if let proto, proto.pieces.count == vocabularySize { encoder = SentencePieceEncoder(proto: proto) }
+        }
+        self.swiftEncoder = encoder
+        self.engine = encoder == nil ? .library : .automatic
     }
 
     /// Loads a `.model` file.
-    public convenience init(modelFile path: String) throws {
+    public convenience init(modelFile path: String, engine: Engine = .automatic) throws {
         let file = try MappedFile(path: path)
         if file.size == 0 {
             throw LMError(.corruptFile, "'\(path)' is empty; expected a SentencePiece tokenizer.model")
         }
         do {
-            try self.init(modelBytes: Array(file.bytes))
+            try self.init(modelBytes: Array(file.bytes), engine: engine)
         } catch let e as LMError {
             throw LMError(e.kind, "'\(path)' is \(e.message)")
         }
@@ -85,6 +106,16 @@ public final class SentencePieceTokenizer: Tokenizer, @unchecked Sendable {
     }
 
     public func encode(_ text: String, parseSpecialTokens: Bool) throws -> [Int] {
+        if let swiftEncoder {
+            return encodeSplittingAddedTokens(text, added: added, parse: parseSpecialTokens) { p, out in
+                swiftEncoder.encode(p, into: &out)
+            }
+        }
+        return try encodeWithLibrary(text, parseSpecialTokens: parseSpecialTokens)
+    }
+
+    /// Encodes with libsentencepiece whatever the engine (the reference for the Swift engine).
+    public func encodeWithLibrary(_ text: String, parseSpecialTokens: Bool = false) throws -> [Int] {
         var failure: String? = nil
         let ids = encodeSplittingAddedTokens(text, added: added, parse: parseSpecialTokens) { p, out in
             var count = 0

@@ -68,8 +68,8 @@ public final class WordPieceTokenizer: Tokenizer, @unchecked Sendable {
         self.configuration = configuration
         self.pieces = vocabulary
         var ids = ByteSliceMap(capacity: vocabulary.count)
-        var start = PrefixTrie()
-        var continuation = PrefixTrie()
+        var start = PrefixTrie.Builder()
+        var continuation = PrefixTrie.Builder()
         let prefix = Array(configuration.continuingSubwordPrefix.utf8)
         for (id, piece) in vocabulary.enumerated() {
             let bytes = Array(piece.utf8)
@@ -82,8 +82,8 @@ public final class WordPieceTokenizer: Tokenizer, @unchecked Sendable {
             }
         }
         self.pieceIds = ids
-        self.wordStart = start
-        self.wordContinuation = continuation
+        self.wordStart = start.build()
+        self.wordContinuation = continuation.build()
         guard let unk = ids.value(for: configuration.unkToken) else {
             throw LMError(.invalidConfig, "the WordPiece vocabulary has no unknown token '\(configuration.unkToken)'; add it to vocab.txt or set unk_token")
         }
@@ -229,45 +229,5 @@ extension String {
             }
         }
         return changed ? String(decoding: out, as: UTF8.self) : self
-    }
-}
-
-/// A byte trie for longest-prefix lookups: the children of node `n` are found in one hash map
-/// keyed by `(n << 8) | byte`. One probe per input byte finds the longest vocabulary piece
-/// starting at a position (WordPiece's inner loop).
-struct PrefixTrie: Sendable {
-    private var edges = IntPairMap(capacity: 1 << 16)
-    private var values: [Int32] = [-1]   // node 0 is the root
-
-    mutating func insert(_ bytes: [UInt8], _ id: Int32) {
-        var node: UInt64 = 0
-        for b in bytes {
-            let key = node << 8 | UInt64(b)
-            if let child = edges.value(for: key) {
-                node = child
-            } else {
-                let child = UInt64(values.count)
-                values.append(-1)
-                edges.insertIfAbsent(key, child)
-                node = child
-            }
-        }
-        values[Int(node)] = id
-    }
-
-    /// The end offset and id of the longest piece that `p[start...]` starts with.
-    @inline(__always)
-    func longestPrefix(_ p: UnsafeBufferPointer<UInt8>, from start: Int) -> (end: Int, id: Int32)? {
-        var node: UInt64 = 0
-        var best: (Int, Int32)? = nil
-        var i = start
-        while i < p.count {
-            guard let child = edges.value(for: node << 8 | UInt64(p[i])) else { break }
-            node = child
-            i += 1
-            let v = values[Int(node)]
-            if v >= 0 { best = (i, v) }
-        }
-        return best
     }
 }
