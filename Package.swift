@@ -38,6 +38,11 @@ let package = Package(
                 .linkedLibrary("stdc++"),
             ]
         ),
+        // Loops Swift cannot vectorise (sqrt): see Sources/CKernels/include/ckernels.h.
+        .target(
+            name: "CKernels",
+            cSettings: [.unsafeFlags(["-O3", "-march=\(targetCPU)", "-fno-math-errno", "-ffp-contract=off"])]
+        ),
         .target(
             name: "LMCore",
             dependencies: ["CBLAS"],
@@ -60,7 +65,7 @@ let package = Package(
         ),
         .target(
             name: "LMTraining",
-            dependencies: ["LMCore", "LMModels", "LMTokenizers"],
+            dependencies: ["LMCore", "LMModels", "LMTokenizers", "CKernels"],
             swiftSettings: optimized
         ),
         .executableTarget(

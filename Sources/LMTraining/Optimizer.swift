@@ -1,3 +1,4 @@
+import CKernels
 import LMCore
 
 #if canImport(Glibc)
@@ -243,20 +244,10 @@ public final class Optimizer {
                               first: firstStep, lr: lr)
                 case .adagrad:
                     guard let sum = s0 else { return }
-                    for i in lo..<hi {
-                        var gi = grads[i]
-                        if wd != 0 { gi = gi + wd * params[i] }
-                        sum[i] = sum[i] + gi * gi
-                        params[i] = params[i] + (-lr) * gi / (sum[i].squareRoot() + c.eps)
-                    }
+                    lm_adagrad_update(params, grads, sum, lo, hi, wd, lr, c.eps)
                 case .rmsprop:
                     guard let v = s0 else { return }
-                    for i in lo..<hi {
-                        var gi = grads[i]
-                        if wd != 0 { gi = gi + wd * params[i] }
-                        v[i] = v[i] * c.alpha + oneMinusAlpha * gi * gi
-                        params[i] = params[i] + (-lr) * gi / (v[i].squareRoot() + c.eps)
-                    }
+                    lm_rmsprop_update(params, grads, v, lo, hi, wd, c.alpha, oneMinusAlpha, lr, c.eps)
                 }
             }
         }
@@ -303,18 +294,8 @@ private func adamUpdate(p: UnsafeMutablePointer<Float>, g: UnsafePointer<Float>,
                         m: UnsafeMutablePointer<Float>, v: UnsafeMutablePointer<Float>,
                         lo: Int, hi: Int, l2: Float, decoupled: Float, w1: Float, beta2: Float,
                         w2: Float, bc2Sqrt: Float, stepSize: Float, eps: Float) {
-    let negStep = -stepSize
-    for i in lo..<hi {
-        var pi = p[i]
-        if decoupled != 1 { pi = pi * decoupled }
-        var gi = g[i]
-        if l2 != 0 { gi = gi + l2 * pi }
-        let mi = m[i] + w1 * (gi - m[i])  // torch.lerp with weight < 0.5
-        let vi = v[i] * beta2 + w2 * gi * gi
-        m[i] = mi
-        v[i] = vi
-        p[i] = pi + negStep * mi / (vi.squareRoot() / bc2Sqrt + eps)
-    }
+    // The loop (documented in ckernels.h) is C: Swift's sqrt does not vectorise on Linux.
+    lm_adam_update(p, g, m, v, lo, hi, l2, decoupled, w1, beta2, w2, bc2Sqrt, stepSize, eps)
 }
 
 /// SGD on [lo, hi): g += wd·p;  buf = g (first step) or momentum·buf + g;  p += −lr·buf.

@@ -41,24 +41,32 @@ public func matmulForward(out: UnsafeMutablePointer<Float>, inp: UnsafePointer<F
     }
 }
 
-/// C (M, N) = alpha · op(A) · op(B) + beta · C (row-major, `BLAS.sgemm`'s conventions), with
-/// the N output columns cut into `gemmChunks` fixed pieces shared out among `pool`'s threads;
-/// OpenBLAS runs single-threaded inside each call. OpenBLAS's rounding depends on the shape of
-/// each call, so the pieces depend only on the problem, never on the thread count: results
-/// are bit-identical on any number of threads.
+/// C (M, N) = alpha · op(A) · op(B) + beta · C (row-major, `BLAS.sgemm`'s conventions), cut
+/// into a few fixed pieces along the larger of M and N (so the smaller operand is the one packed
+/// again per piece) and shared out among `pool`'s threads; OpenBLAS runs single-threaded inside
+/// each call. OpenBLAS's rounding depends on the shape of each call, so the pieces depend only
+/// on the problem, never on the thread count: results are bit-identical on any number of threads.
 public func gemm(transA: Bool = false, transB: Bool = false, M: Int, N: Int, K: Int, alpha: Float = 1,
                  A: UnsafePointer<Float>, lda: Int, B: UnsafePointer<Float>, ldb: Int,
                  beta: Float = 0, C: UnsafeMutablePointer<Float>, ldc: Int, pool: ThreadPool) {
     if M == 0 || N == 0 { return }
-    // Below ~1 MFLOP, or with few columns, one call: a split costs more than it saves.
-    let pieces = M * N * K >= 1 << 20 ? min(gemmChunks, max(1, N / 16)) : 1
+    let splitRows = M >= N
+    let dim = splitRows ? M : N
+    // Below ~1 MFLOP one call: a split costs more than it saves.
+    let pieces = M * N * K < 1 << 20 ? 1 : (dim >= 1024 ? 4 : (dim >= 64 ? 2 : 1))
     func piece(_ p: Int) {
-        let cols = ThreadPool.chunk(N, parts: pieces, index: p, grain: 16)
-        if cols.isEmpty { return }
-        let j0 = cols.lowerBound
-        BLAS.sgemm(transA: transA, transB: transB, M: M, N: cols.count, K: K, alpha: alpha,
-                   A: A, lda: lda, B: transB ? B + j0 * ldb : B + j0, ldb: ldb,
-                   beta: beta, C: C + j0, ldc: ldc)
+        let r = ThreadPool.chunk(dim, parts: pieces, index: p, grain: 16)
+        if r.isEmpty { return }
+        let o = r.lowerBound
+        if splitRows {
+            BLAS.sgemm(transA: transA, transB: transB, M: r.count, N: N, K: K, alpha: alpha,
+                       A: transA ? A + o : A + o * lda, lda: lda, B: B, ldb: ldb,
+                       beta: beta, C: C + o * ldc, ldc: ldc)
+        } else {
+            BLAS.sgemm(transA: transA, transB: transB, M: M, N: r.count, K: K, alpha: alpha,
+                       A: A, lda: lda, B: transB ? B + o * ldb : B + o, ldb: ldb,
+                       beta: beta, C: C + o, ldc: ldc)
+        }
     }
     if pieces == 1 {
         piece(0)
@@ -69,9 +77,6 @@ public func gemm(transA: Bool = false, transB: Bool = false, M: Int, N: Int, K: 
         for p in ThreadPool.chunk(pieces, parts: threads, index: t) { piece(p) }
     }
 }
-
-/// Column pieces of every large `gemm` (a multiple of 1, 2 and 4 threads).
-public let gemmChunks = 4
 
 /// Reference twin of `matmulForward`: a plain triple loop with Double accumulation.
 public func matmulForwardRef(out: UnsafeMutablePointer<Float>, inp: UnsafePointer<Float>,
