@@ -212,14 +212,14 @@ public final class GPTTrainingModel: @unchecked Sendable {
             causalAttentionForward(out: a.atty, att: a.att, qkv: a.qkv, B: B, T: T, C: C, NH: NH, pool: pool)
             matmulForward(out: branch, inp: a.atty, weight: w.projW, bias: w.projB, N: BT, C: C, OC: C, layout: .inOut, pool: pool)
             if drop { dropoutForward(out: branch, mask: a.dropAttn, inp: branch, n: BT * C, p: dropout, rng: &rng) }
-            residualForward(out: a.residual2, a: residual, b: branch, n: BT * C)
+            residualForward(out: a.residual2, a: residual, b: branch, n: BT * C, pool: pool)
             layerNormForward(out: a.ln2, mean: a.ln2Mean, rstd: a.ln2Rstd, inp: a.residual2, weight: w.ln2w, bias: w.ln2b,
                              N: BT, C: C, eps: eps, pool: pool)
             matmulForward(out: a.fch, inp: a.ln2, weight: w.fcW, bias: w.fcB, N: BT, C: C, OC: F, layout: .inOut, pool: pool)
             geluForward(out: a.fchGelu, inp: a.fch, n: BT * F, kind: gelu, pool: pool)
             matmulForward(out: branch, inp: a.fchGelu, weight: w.fcProjW, bias: w.fcProjB, N: BT, C: F, OC: C, layout: .inOut, pool: pool)
             if drop { dropoutForward(out: branch, mask: a.dropMLP, inp: branch, n: BT * C, p: dropout, rng: &rng) }
-            residualForward(out: a.residual3, a: a.residual2, b: branch, n: BT * C)
+            residualForward(out: a.residual3, a: a.residual2, b: branch, n: BT * C, pool: pool)
             residual = UnsafePointer(a.residual3)
         }
         layerNormForward(out: lnf, mean: lnfMean, rstd: lnfRstd, inp: residual, weight: lnfw, bias: lnfb,
@@ -262,9 +262,8 @@ public final class GPTTrainingModel: @unchecked Sendable {
             }
         }
         // LM head (tied to wte) and the final LayerNorm.
-        dln.initialize(repeating: 0, count: BT * C)
         matmulBackward(dinp: dln, dweight: dwte, dbias: nil, dout: dlogits, inp: lnf, weight: wte,
-                       N: BT, C: C, OC: V, layout: .outIn, pool: pool)
+                       N: BT, C: C, OC: V, layout: .outIn, overwriteInput: true, pool: pool)
         dresidual.initialize(repeating: 0, count: BT * C)
         let lastResidual = config.nLayer > 0 ? UnsafePointer(layerActs[config.nLayer - 1].residual3) : UnsafePointer(encoded)
         layerNormBackward(dinp: dresidual, dweight: dlnfw, dbias: dlnfb, dout: dln, inp: lastResidual, weight: lnfw,
@@ -280,14 +279,11 @@ public final class GPTTrainingModel: @unchecked Sendable {
                 dropoutBackward(dinp: dbranch, dout: dresidual, mask: a.dropMLP, n: BT * C, p: dropout)
                 dmlp = UnsafePointer(dbranch)
             }
-            dfchGelu.initialize(repeating: 0, count: BT * F)
             matmulBackward(dinp: dfchGelu, dweight: d.fcProjW, dbias: d.fcProjB, dout: dmlp, inp: a.fchGelu,
-                           weight: w.fcProjW, N: BT, C: F, OC: C, layout: .inOut, pool: pool)
-            dfch.initialize(repeating: 0, count: BT * F)
-            geluBackward(dinp: dfch, inp: a.fch, dout: dfchGelu, n: BT * F, kind: gelu, pool: pool)
-            dln.initialize(repeating: 0, count: BT * C)
+                           weight: w.fcProjW, N: BT, C: F, OC: C, layout: .inOut, overwriteInput: true, pool: pool)
+            geluBackward(dinp: dfch, inp: a.fch, dout: dfchGelu, n: BT * F, kind: gelu, overwrite: true, pool: pool)
             matmulBackward(dinp: dln, dweight: d.fcW, dbias: d.fcB, dout: dfch, inp: a.ln2, weight: w.fcW,
-                           N: BT, C: C, OC: F, layout: .inOut, pool: pool)
+                           N: BT, C: C, OC: F, layout: .inOut, overwriteInput: true, pool: pool)
             layerNormBackward(dinp: dresidual, dweight: d.ln2w, dbias: d.ln2b, dout: dln, inp: a.residual2, weight: w.ln2w,
                               mean: a.ln2Mean, rstd: a.ln2Rstd, N: BT, C: C, pool: pool)
             // residual2 = residualIn + drop(attn).
@@ -297,15 +293,13 @@ public final class GPTTrainingModel: @unchecked Sendable {
                 dropoutBackward(dinp: dbranch, dout: dresidual, mask: a.dropAttn, n: BT * C, p: dropout)
                 dattn = UnsafePointer(dbranch)
             }
-            datty.initialize(repeating: 0, count: BT * C)
             matmulBackward(dinp: datty, dweight: d.projW, dbias: d.projB, dout: dattn, inp: a.atty, weight: w.projW,
-                           N: BT, C: C, OC: C, layout: .inOut, pool: pool)
+                           N: BT, C: C, OC: C, layout: .inOut, overwriteInput: true, pool: pool)
             dqkv.initialize(repeating: 0, count: BT * 3 * C)
             causalAttentionBackward(dqkv: dqkv, dout: datty, qkv: a.qkv, att: a.att, scratch: attScratch,
                                     B: B, T: T, C: C, NH: NH, pool: pool)
-            dln.initialize(repeating: 0, count: BT * C)
             matmulBackward(dinp: dln, dweight: d.attnW, dbias: d.attnB, dout: dqkv, inp: a.ln1, weight: w.attnW,
-                           N: BT, C: C, OC: 3 * C, layout: .inOut, pool: pool)
+                           N: BT, C: C, OC: 3 * C, layout: .inOut, overwriteInput: true, pool: pool)
             layerNormBackward(dinp: dresidual, dweight: d.ln1w, dbias: d.ln1b, dout: dln, inp: residualIn, weight: w.ln1w,
                               mean: a.ln1Mean, rstd: a.ln1Rstd, N: BT, C: C, pool: pool)
         }

@@ -49,9 +49,10 @@ public func geluForwardRef(out: UnsafeMutablePointer<Float>, inp: UnsafePointer<
     }
 }
 
-/// Backward of `geluForward`: dinp (n) += gelu′(inp) · dout.
+/// Backward of `geluForward`: dinp (n) += gelu′(inp) · dout (or = with `overwrite`).
 public func geluBackward(dinp: UnsafeMutablePointer<Float>, inp: UnsafePointer<Float>, dout: UnsafePointer<Float>,
-                         n: Int, kind: GELUKind, pool: ThreadPool? = nil) {
+                         n: Int, kind: GELUKind, overwrite: Bool = false, pool: ThreadPool? = nil) {
+    let keep: Float = overwrite ? 0 : 1
     let body = { (r: Range<Int>) in
         switch kind {
         case .tanh:
@@ -61,14 +62,14 @@ public func geluBackward(dinp: UnsafeMutablePointer<Float>, inp: UnsafePointer<F
                 let t = VectorMath.tanh(u)
                 let du = geluTanhScale * (1 + 3 * 0.044_715 * x * x)
                 let g = 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * du
-                dinp[i] += g * dout[i]
+                dinp[i] = keep * dinp[i] + g * dout[i]
             }
         case .erf:
             for i in r {
                 let x = inp[i]
                 let cdf = 0.5 * (1 + VectorMath.erf(x * 0.707_106_78))
                 let pdf = VectorMath.exp(-0.5 * x * x) * 0.398_942_28  // 1/√(2π)
-                dinp[i] += (cdf + x * pdf) * dout[i]
+                dinp[i] = keep * dinp[i] + (cdf + x * pdf) * dout[i]
             }
         }
     }

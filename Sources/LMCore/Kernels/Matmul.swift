@@ -173,17 +173,20 @@ func gemvOutIn(out: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>, weight
 
 /// Backward of `matmulForward` (accumulates): dinp (N, C) += dout · Wᵀ-or-W,
 /// dweight += the matching outer product, dbias (OC) += column sums of dout.
-/// Any gradient may be nil (frozen weights, no input gradient). Deterministic for any thread count.
+/// Any gradient may be nil (frozen weights, no input gradient). With `overwriteInput`, dinp is
+/// set rather than accumulated (saves zeroing it first). Deterministic for any thread count.
 public func matmulBackward(dinp: UnsafeMutablePointer<Float>?, dweight: UnsafeMutablePointer<Float>?,
                            dbias: UnsafeMutablePointer<Float>?,
                            dout: UnsafePointer<Float>, inp: UnsafePointer<Float>, weight: UnsafePointer<Float>,
-                           N: Int, C: Int, OC: Int, layout: WeightLayout, pool: ThreadPool) {
+                           N: Int, C: Int, OC: Int, layout: WeightLayout, overwriteInput: Bool = false,
+                           pool: ThreadPool) {
     if let dinp {
+        let beta: Float = overwriteInput ? 0 : 1
         switch layout {
         case .inOut:  // W (C, OC): dinp += dout · Wᵀ
-            gemm(transB: true, M: N, N: C, K: OC, A: dout, lda: OC, B: weight, ldb: OC, beta: 1, C: dinp, ldc: C, pool: pool)
+            gemm(transB: true, M: N, N: C, K: OC, A: dout, lda: OC, B: weight, ldb: OC, beta: beta, C: dinp, ldc: C, pool: pool)
         case .outIn:  // W (OC, C): dinp += dout · W
-            gemm(M: N, N: C, K: OC, A: dout, lda: OC, B: weight, ldb: C, beta: 1, C: dinp, ldc: C, pool: pool)
+            gemm(M: N, N: C, K: OC, A: dout, lda: OC, B: weight, ldb: C, beta: beta, C: dinp, ldc: C, pool: pool)
         }
     }
     if let dweight {
