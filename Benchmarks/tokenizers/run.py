@@ -11,7 +11,8 @@ encoding every line separately (a warm-up pass first, then --reps timed passes; 
 | byte-level BPE (GPT-2 vocab.json + merges.txt) | lm tokenize --bench-file | HF tokenizers ByteLevelBPETokenizer(vocab, merges).encode(line) |
 | SentencePiece BPE / unigram, vocab 8000 trained on train.txt | lm tokenize --bench-file (libsentencepiece via the shim) | python sentencepiece 0.2.3 encode(line); and C++ calling the system libsentencepiece directly |
 
-Every tokenizer must produce the same total number of tokens as its peer, or the script fails.
+Every tokenizer must produce exactly the same ids as its peer on every line (token count and a
+checksum of all ids), or the script fails.
 Usage (from the package root, after `swift build -c release`):
     . /work/peers/venv/bin/activate
     python Benchmarks/tokenizers/run.py [--lm .build/release/lm] [--reps 3]
@@ -54,6 +55,17 @@ def timed(fn, reps, mb):
     return stats(rates)
 
 
+def checksum(id_lists):
+    """The same checksum `lm tokenize --bench-file` prints: every line's ids, in order."""
+    m = (1 << 61) - 1
+    h = 0
+    for ids in id_lists:
+        for i in ids:
+            h = (h * 1000003 + i + 1) % m
+        h = (h * 1000003) % m
+    return str(h)
+
+
 def ours(lm, tokenizer, text, reps, extra=()):
     out = subprocess.run([lm, "tokenize", "--tokenizer", tokenizer, "--bench-file", text, "--bench-reps", str(reps), *extra],
                          check=True, capture_output=True, text=True).stdout
@@ -87,12 +99,13 @@ def main():
               "peers": {"tokenizers": tokenizers.__version__, "sentencepiece": spm.__version__}}
     rows = []
 
-    def compare(name, mine, peer, peer_tokens, peer_name):
-        if mine["tokens"] != peer_tokens:
-            raise SystemExit(f"{name}: swift-lm made {mine['tokens']} tokens, {peer_name} {peer_tokens}: not the same tokenization")
+    def compare(name, mine, peer, peer_ids, peer_name):
+        peer_tokens = sum(len(x) for x in peer_ids)
+        if mine["tokens"] != peer_tokens or mine["ids_checksum"] != checksum(peer_ids):
+            raise SystemExit(f"{name}: swift-lm made {mine['tokens']} tokens, {peer_name} {peer_tokens}, or the ids differ: not the same tokenization")
         ratio = round(mine["encode_MBps"]["median"] / peer["median"], 2)
         result[name] = {"swift_lm_MBps": mine["encode_MBps"], "peer": peer_name, "peer_MBps": peer,
-                        "ratio_median": ratio, "tokens": peer_tokens}
+                        "ratio_median": ratio, "tokens": peer_tokens, "ids_identical": True}
         rows.append((name, mine["encode_MBps"]["median"], peer_name, peer["median"], ratio))
         log(f"{name}: swift-lm {mine['encode_MBps']} vs {peer_name} {peer} -> x{ratio}")
 
@@ -101,18 +114,16 @@ def main():
         vocab = os.path.join(SHARED, "models", "minilm-l6-v2", "vocab.txt")
         tok = BertWordPieceTokenizer(vocab, lowercase=True)
         peer = timed(lambda: [tok.encode(l).ids for l in lines], args.reps, mb)
-        peer_tokens = sum(len(tok.encode(l).ids) for l in lines)
         mine = ours(lm, vocab, args.text, args.reps)
-        compare("wordpiece", mine, peer, peer_tokens, "HF tokenizers BertWordPieceTokenizer")
+        compare("wordpiece", mine, peer, [tok.encode(l).ids for l in lines], "HF tokenizers BertWordPieceTokenizer")
 
     if "bpe" in only:
         from tokenizers import ByteLevelBPETokenizer
         folder = os.path.join(SHARED, "data", "gpt2-tokenizer")
         tok = ByteLevelBPETokenizer(os.path.join(folder, "vocab.json"), os.path.join(folder, "merges.txt"))
         peer = timed(lambda: [tok.encode(l).ids for l in lines], args.reps, mb)
-        peer_tokens = sum(len(tok.encode(l).ids) for l in lines)
         mine = ours(lm, folder, args.text, args.reps)
-        compare("byte_level_bpe", mine, peer, peer_tokens, "HF tokenizers ByteLevelBPETokenizer")
+        compare("byte_level_bpe", mine, peer, [tok.encode(l).ids for l in lines], "HF tokenizers ByteLevelBPETokenizer")
 
     if "spm" in only:
         work = tempfile.mkdtemp(prefix="lm-tok-bench-")
@@ -131,9 +142,10 @@ def main():
                 model = prefix + ".model"
                 sp = spm.SentencePieceProcessor(model_file=model)
                 peer = timed(lambda: [sp.encode(l) for l in lines], args.reps, mb)
-                peer_tokens = sum(len(x) for x in sp.encode(lines))
+                peer_ids = sp.encode(lines)
+                peer_tokens = sum(len(x) for x in peer_ids)
                 mine = ours(lm, model, args.text, args.reps)
-                compare(f"spm_{mtype}", mine, peer, peer_tokens, "python sentencepiece")
+                compare(f"spm_{mtype}", mine, peer, peer_ids, "python sentencepiece")
                 if direct:
                     d = json.loads(subprocess.run([direct, model, args.text, str(args.reps)], check=True,
                                                   capture_output=True, text=True).stdout)

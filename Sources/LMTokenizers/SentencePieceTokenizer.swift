@@ -23,7 +23,8 @@ public final class SentencePieceTokenizer: Tokenizer, @unchecked Sendable {
     public let postProcessor: PostProcessor
     public let addsSpecialTokensByDefault = false
     public var summary: String {
-        "SentencePiece (\(swiftEncoder == nil ? "libsentencepiece" : "Swift encoder, libsentencepiece reference"), \(swiftEncoder.map { "\($0.algorithm)" } ?? "model")), \(vocabularySize) pieces\(hasByteFallback ? ", byte fallback" : "")"
+        let engine = swiftEncoder.map { "\($0.algorithm), Swift encoder" } ?? "libsentencepiece"
+        return "SentencePiece (\(engine)), \(vocabularySize) pieces\(hasByteFallback ? ", byte fallback" : "")"
     }
 
     /// Which code encodes text.

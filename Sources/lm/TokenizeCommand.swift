@@ -113,13 +113,24 @@ enum TokenizerBenchmark {
             tokens = n
             return Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
         }
+        // A checksum of every line's ids (not timed), so the benchmark script can check that
+        // the peers produced exactly the same tokens: h = (h * 1000003 + id + 1) mod (2^61 - 1),
+        // with a 0 after each line.
+        var checksum: UInt64 = 0
+        let modulus: UInt64 = (1 << 61) - 1
+        for line in lines {
+            for id in try tokenizer.encode(line, addSpecialTokens: addSpecial) {
+                checksum = UInt64((UInt128(checksum) * 1_000_003 + UInt128(id + 1)) % UInt128(modulus))
+            }
+            checksum = UInt64((UInt128(checksum) * 1_000_003) % UInt128(modulus))
+        }
         _ = try pass()
         var seconds: [Double] = []
         for _ in 0..<reps { seconds.append(try pass()) }
         let rates = seconds.map { megabytes / $0 }.sorted()
         let object: [String: Any] = [
             "tokenizer": tokenizer.summary, "file": file, "bytes": bytes.size, "lines": lines.count,
-            "tokens": tokens, "add_special": addSpecial, "reps": reps,
+            "tokens": tokens, "ids_checksum": String(checksum), "add_special": addSpecial, "reps": reps,
             "seconds": seconds.map { ($0 * 1000).rounded() / 1000 },
             "encode_MBps": ["min": round2(rates.first ?? 0), "median": round2(rates[rates.count / 2]),
                             "max": round2(rates.last ?? 0)],
