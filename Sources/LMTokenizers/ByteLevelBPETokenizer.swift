@@ -30,7 +30,7 @@ public final class ByteLevelBPETokenizer: Tokenizer, @unchecked Sendable {
 
     private let pieces: [String]          // id -> vocabulary string (byte-level spelling)
     private let pieceBytes: [[UInt8]]     // id -> the bytes it stands for
-    private let pieceIds: [String: Int]
+    private let pieceIds: ByteSliceMap    // spelling bytes -> id (added tokens included)
     private let byteIds: [Int32]          // byte -> id of its single-byte token (-1: none)
     private let merges: IntPairMap        // (left id, right id) -> rank << 32 | merged id
     var mergeTable: IntPairMap { merges }
@@ -72,8 +72,11 @@ public final class ByteLevelBPETokenizer: Tokenizer, @unchecked Sendable {
         guard vocabulary.values.allSatisfy({ $0 >= 0 }), size <= vocabulary.count + addedTokens.count + 1024 else {
             throw LMError(.corruptFile, "the BPE vocabulary has negative or widely scattered ids (largest \(size - 1) for \(vocabulary.count) pieces); check vocab.json")
         }
-        var unicodeToByte: [UInt32: UInt8] = [:]
-        for (b, u) in Self.byteToUnicode.enumerated() { unicodeToByte[u.value] = UInt8(b) }
+        // Scalar -> byte for the byte-level alphabet (all below U+0144); -1 outside it.
+        var unicodeToByte = [Int16](repeating: -1, count: 0x144)
+        for (b, u) in Self.byteToUnicode.enumerated() { unicodeToByte[Int(u.value)] = Int16(b) }
+        // Pieces are looked up by the bytes of their spelling: no String hashing.
+        var spellings = ByteSliceMap(capacity: vocabulary.count + addedTokens.count)
 
         var pieces = [String](repeating: "", count: size)
         var bytes = [[UInt8]](repeating: [], count: size)
@@ -85,9 +88,10 @@ public final class ByteLevelBPETokenizer: Tokenizer, @unchecked Sendable {
             var raw: [UInt8] = []
             var isByteLevel = true
             for s in piece.unicodeScalars {
-                guard let b = unicodeToByte[s.value] else { isByteLevel = false; break }
-                raw.append(b)
+                guard s.value < 0x144, unicodeToByte[Int(s.value)] >= 0 else { isByteLevel = false; break }
+                raw.append(UInt8(unicodeToByte[Int(s.value)]))
             }
+            spellings.insert(piece, Int32(id))
             // A piece outside the byte alphabet (an added token stored in vocab.json) stands for its own text.
             bytes[id] = isByteLevel ? raw : Array(piece.utf8)
             if isByteLevel && raw.count == 1 { byteIds[Int(raw[0])] = Int32(id) }
@@ -101,18 +105,29 @@ public final class ByteLevelBPETokenizer: Tokenizer, @unchecked Sendable {
             addedList.append((t.content, t.id))
             if t.special { special.insert(t.id) }
         }
+        let tokenIds = spellings
+        for t in addedTokens { spellings.insert(t.content, Int32(t.id)) }
         if let missing = present.firstIndex(of: false) {
             throw LMError(.corruptFile, "the BPE vocabulary has no piece for id \(missing) (ids must run from 0 to \(size - 1)); check vocab.json / added_tokens")
         }
         var mergeMap = IntPairMap(capacity: mergeList.count)
+        var joined: [UInt8] = []
         for (rank, (a, b)) in mergeList.enumerated() {
-            guard let left = vocabulary[a], let right = vocabulary[b], let merged = vocabulary[a + b] else { continue }
-            mergeMap.insertIfAbsent(IntPairMap.key(Int32(left), Int32(right)),
-                                    UInt64(rank) << 32 | UInt64(UInt32(merged)))
+            joined.removeAll(keepingCapacity: true)
+            joined.append(contentsOf: a.utf8)
+            let split = joined.count
+            joined.append(contentsOf: b.utf8)
+            let ids = joined.withUnsafeBytes { j -> (Int32?, Int32?, Int32?) in
+                (tokenIds.value(for: UnsafeRawBufferPointer(rebasing: j[..<split])),
+                 tokenIds.value(for: UnsafeRawBufferPointer(rebasing: j[split...])),
+                 tokenIds.value(for: j))
+            }
+            guard let left = ids.0, let right = ids.1, let merged = ids.2 else { continue }
+            mergeMap.insertIfAbsent(IntPairMap.key(left, right), UInt64(rank) << 32 | UInt64(UInt32(merged)))
         }
         self.pieces = pieces
         self.pieceBytes = bytes
-        self.pieceIds = vocabulary.merging(addedTokens.map { ($0.content, $0.id) }) { _, new in new }
+        self.pieceIds = spellings
         self.byteIds = byteIds
         self.merges = mergeMap
         self.mergeCount = mergeList.count
@@ -286,7 +301,7 @@ public final class ByteLevelBPETokenizer: Tokenizer, @unchecked Sendable {
     }
 
     public func id(for piece: String) -> Int? {
-        pieceIds[piece]
+        pieceIds.value(for: piece).map(Int.init)
     }
 
     public func isSpecial(_ id: Int) -> Bool {
@@ -294,16 +309,26 @@ public final class ByteLevelBPETokenizer: Tokenizer, @unchecked Sendable {
     }
 }
 
-/// The lines of a text file, split at LF with a trailing CR removed. Works on scalars, because a
-/// `Character` may join "\r\n" or a space with a following combining mark.
+/// The lines of a text file, split at LF with a trailing CR removed (byte-wise: a `Character`
+/// may join "\r\n", and scalar-view slicing is slow).
 func lines(of text: String) -> [String] {
-    var out = text.unicodeScalars.split(separator: "\n", omittingEmptySubsequences: false).map { line -> String in
-        var l = Substring.UnicodeScalarView(line)
-        if l.last == "\r" { l.removeLast() }
-        return String(l)
+    var copy = text
+    return copy.withUTF8 { p -> [String] in
+        var out: [String] = []
+        var start = 0
+        var i = 0
+        while i <= p.count {
+            if i == p.count || p[i] == 0x0A {
+                if i == p.count && start == i { break }
+                var end = i
+                if end > start && p[end - 1] == 0x0D { end -= 1 }
+                out.append(String(decoding: UnsafeBufferPointer(rebasing: p[start..<end]), as: UTF8.self))
+                start = i + 1
+            }
+            i += 1
+        }
+        return out
     }
-    if out.last == "" { out.removeLast() }
-    return out
 }
 
 /// "a b" -> ("a", "b"): a merge rule, split at its first space (scalar-wise).

@@ -119,13 +119,30 @@ public final class WordPieceTokenizer: Tokenizer, @unchecked Sendable {
 
     /// The lines of a vocab.txt, trailing whitespace removed (as Hugging Face reads it).
     static func parseVocabulary(_ text: String) -> [String] {
-        var out = text.unicodeScalars.split(separator: "\n", omittingEmptySubsequences: false).map { line -> String in
-            var s = Substring.UnicodeScalarView(line)
-            while let last = s.last, last.properties.isWhitespace { s.removeLast() }
-            return String(s)
+        var copy = text
+        return copy.withUTF8 { p -> [String] in
+            var out: [String] = []
+            var start = 0
+            var i = 0
+            while i <= p.count {
+                if i == p.count || p[i] == 0x0A {
+                    if i == p.count && start == i { break }
+                    // Drop trailing whitespace (any White_Space scalar), scalar by scalar.
+                    var end = i
+                    while end > start {
+                        var k = end - 1
+                        while k > start && p[k] & 0xC0 == 0x80 { k -= 1 }
+                        let (c, _) = UnicodeText.decode(p, k)
+                        if !UnicodeText.isWhitespace(c) { break }
+                        end = k
+                    }
+                    out.append(String(decoding: UnsafeBufferPointer(rebasing: p[start..<end]), as: UTF8.self))
+                    start = i + 1
+                }
+                i += 1
+            }
+            return out
         }
-        if out.last == "" { out.removeLast() }
-        return out
     }
 
     public func encode(_ text: String, parseSpecialTokens: Bool) throws -> [Int] {
