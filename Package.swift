@@ -51,6 +51,7 @@ let package = Package(
         .target(
             name: "LMTokenizers",
             dependencies: ["LMCore", "CSentencePiece"],
+            exclude: ["README.md"],
             swiftSettings: optimized
         ),
         .target(
