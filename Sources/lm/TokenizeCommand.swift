@@ -58,6 +58,12 @@ struct TokenizeCommand: ParsableCommand {
         }
         let input: String
         if let text {
+            // Swift repairs invalid UTF-8 in arguments with U+FFFD; refuse it instead.
+            for k in 1..<Int(CommandLine.argc) {
+                guard let arg = CommandLine.unsafeArgv[k] else { continue }
+                let bytes = UnsafeRawBufferPointer(start: arg, count: strlen(arg))
+                _ = try UTF8Text.decode(Array(bytes), source: "argument \(k)")
+            }
             input = text
         } else {
             input = try UTF8Text.decode(Array(FileHandle.standardInput.readDataToEndOfFile()), source: "stdin")
