@@ -9,7 +9,7 @@ encoding every line separately (a warm-up pass first, then --reps timed passes; 
 | tokenizer | swift-lm | peer |
 | WordPiece (MiniLM vocab, lowercase, [CLS]/[SEP] per line) | lm tokenize --bench-file | HF tokenizers BertWordPieceTokenizer(vocab.txt, lowercase=True).encode(line) |
 | byte-level BPE (GPT-2 vocab.json + merges.txt) | lm tokenize --bench-file | HF tokenizers ByteLevelBPETokenizer(vocab, merges).encode(line) |
-| SentencePiece BPE / unigram, vocab 8000 trained on train.txt | lm tokenize --bench-file (libsentencepiece via the shim) | python sentencepiece 0.2.3 encode(line); and C++ calling the system libsentencepiece directly |
+| SentencePiece BPE / unigram, vocab 8000 trained on train.txt | lm tokenize --bench-file (Swift encoder; and with --sentencepiece-engine library, libsentencepiece through the shim) | python sentencepiece 0.2.3 encode(line); and C++ calling the system libsentencepiece directly |
 
 Every tokenizer must produce exactly the same ids as its peer on every line (token count and a
 checksum of all ids), or the script fails.
@@ -146,6 +146,10 @@ def main():
                 peer_tokens = sum(len(x) for x in peer_ids)
                 mine = ours(lm, model, args.text, args.reps)
                 compare(f"spm_{mtype}", mine, peer, peer_ids, "python sentencepiece")
+                lib = ours(lm, model, args.text, args.reps, extra=("--sentencepiece-engine", "library"))
+                if lib["ids_checksum"] != mine["ids_checksum"]:
+                    raise SystemExit(f"spm_{mtype}: the Swift encoder and libsentencepiece disagree")
+                result[f"spm_{mtype}"]["swift_lm_library_engine_MBps"] = lib["encode_MBps"]
                 if direct:
                     d = json.loads(subprocess.run([direct, model, args.text, str(args.reps)], check=True,
                                                   capture_output=True, text=True).stdout)
@@ -153,6 +157,10 @@ def main():
                     result[f"spm_{mtype}"]["ratio_vs_direct_median"] = round(mine["encode_MBps"]["median"] / d["encode_MBps"]["median"], 2)
                     rows.append((f"spm_{mtype}", mine["encode_MBps"]["median"], "C++ libsentencepiece (system) direct",
                                  d["encode_MBps"]["median"], result[f"spm_{mtype}"]["ratio_vs_direct_median"]))
+                    ratio = round(lib["encode_MBps"]["median"] / d["encode_MBps"]["median"], 2)
+                    result[f"spm_{mtype}"]["library_engine_vs_direct_median"] = ratio
+                    rows.append((f"spm_{mtype} (library engine)", lib["encode_MBps"]["median"],
+                                 "C++ libsentencepiece (system) direct", d["encode_MBps"]["median"], ratio))
                     if d["tokens"] != peer_tokens:
                         log(f"note: direct C++ libsentencepiece made {d['tokens']} tokens vs {peer_tokens}")
         finally:

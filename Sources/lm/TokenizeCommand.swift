@@ -34,6 +34,8 @@ struct TokenizeCommand: ParsableCommand {
     var parseSpecial = false
 
     @Option(help: .hidden) var benchFile: String?
+    /// `library` forces libsentencepiece for .model files (the Swift encoder's reference).
+    @Option(help: .hidden) var sentencepieceEngine: String?
     @Option(help: .hidden) var benchReps: Int = 3
 
     @Argument(help: "The text to tokenize (default: read stdin).")
@@ -50,7 +52,12 @@ struct TokenizeCommand: ParsableCommand {
     }
 
     func run() throws {
-        let tok = try TokenizerLoader.load(path: tokenizer)
+        let tok: any Tokenizer
+        if sentencepieceEngine == "library", tokenizer.hasSuffix(".model") {
+            tok = try SentencePieceTokenizer(modelFile: tokenizer, engine: .library)
+        } else {
+            tok = try TokenizerLoader.load(path: tokenizer)
+        }
         let add = addSpecial ? true : (noSpecial ? false : tok.addsSpecialTokensByDefault)
         if let benchFile {
             try TokenizerBenchmark.run(tokenizer: tok, file: benchFile, addSpecial: add, reps: benchReps)
