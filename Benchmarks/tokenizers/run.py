@@ -14,7 +14,7 @@ encoding every line separately (a warm-up pass first, then --reps timed passes; 
 Every tokenizer must produce exactly the same ids as its peer on every line (token count and a
 checksum of all ids), or the script fails.
 Usage (from the package root, after `swift build -c release`):
-    . /work/peers/venv/bin/activate
+    . <venv with the peers>/bin/activate     # shared/bench/requirements.txt
     python Benchmarks/tokenizers/run.py [--lm .build/release/lm] [--reps 3]
 Prints one JSON line on stdout and a table on stderr.
 """
@@ -95,7 +95,8 @@ def main():
     mb = nbytes / 1e6
     only = set(args.only.split(","))
     result = {"bench": "swift-lm tokenizers", "threads": 1, "reps": args.reps, "cpus": os.cpu_count(),
-              "load_before": loadavg(), "text": {"file": args.text, "bytes": nbytes, "lines": len(lines)},
+              "load_before": loadavg(),
+              "text": {"file": os.path.relpath(args.text, os.path.dirname(SHARED)), "bytes": nbytes, "lines": len(lines)},
               "peers": {"tokenizers": tokenizers.__version__, "sentencepiece": spm.__version__}}
     rows = []
 
