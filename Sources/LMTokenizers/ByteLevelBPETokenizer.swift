@@ -250,11 +250,11 @@ public final class ByteLevelBPETokenizer: Tokenizer, @unchecked Sendable {
         var prev = Array(-1..<(n - 1))
         var alive = [Bool](repeating: true, count: n)
         var ids = symbols
-        // Heap entries: (rank, left index, left id, right id); stale entries are skipped.
-        var heap = MinHeap()
+        // Candidates carry the ids they were made for; stale ones are skipped when popped.
+        var heap = BinaryHeap<MergeCandidate>()
         for i in 0..<(n - 1) {
             if let m = merges.value(for: IntPairMap.key(ids[i], ids[i + 1])) {
-                heap.push(MinHeap.Entry(rank: m >> 32, left: i, leftId: ids[i], rightId: ids[i + 1]))
+                heap.push(MergeCandidate(rank: m >> 32, left: i, leftId: ids[i], rightId: ids[i + 1]))
             }
         }
         while let e = heap.pop() {
@@ -268,10 +268,10 @@ public final class ByteLevelBPETokenizer: Tokenizer, @unchecked Sendable {
             next[i] = next[j]
             if next[j] < n { prev[next[j]] = i }
             if prev[i] >= 0, let m2 = merges.value(for: IntPairMap.key(ids[prev[i]], ids[i])) {
-                heap.push(MinHeap.Entry(rank: m2 >> 32, left: prev[i], leftId: ids[prev[i]], rightId: ids[i]))
+                heap.push(MergeCandidate(rank: m2 >> 32, left: prev[i], leftId: ids[prev[i]], rightId: ids[i]))
             }
             if next[i] < n, let m3 = merges.value(for: IntPairMap.key(ids[i], ids[next[i]])) {
-                heap.push(MinHeap.Entry(rank: m3 >> 32, left: i, leftId: ids[i], rightId: ids[next[i]]))
+                heap.push(MergeCandidate(rank: m3 >> 32, left: i, leftId: ids[i], rightId: ids[next[i]]))
             }
         }
         symbols.removeAll(keepingCapacity: true)
@@ -340,50 +340,16 @@ func splitMerge(_ rule: String) -> (String, String)? {
     return (a, b)
 }
 
-/// A min-heap of BPE merge candidates ordered by (rank, position).
-struct MinHeap {
-    struct Entry {
-        var rank: UInt64
-        var left: Int
-        var leftId: Int32
-        var rightId: Int32
+/// A BPE merge candidate in `mergeWithHeap`: lowest rank first, then leftmost.
+struct MergeCandidate: HeapElement {
+    var rank: UInt64
+    var left: Int
+    var leftId: Int32
+    var rightId: Int32
 
-        @inline(__always)
-        static func < (a: Entry, b: Entry) -> Bool {
-            a.rank != b.rank ? a.rank < b.rank : a.left < b.left
-        }
-    }
-
-    private var items: [Entry] = []
-
-    mutating func push(_ e: Entry) {
-        items.append(e)
-        var i = items.count - 1
-        while i > 0 {
-            let parent = (i - 1) / 2
-            if !(items[i] < items[parent]) { break }
-            items.swapAt(i, parent)
-            i = parent
-        }
-    }
-
-    mutating func pop() -> Entry? {
-        guard let top = items.first else { return nil }
-        let last = items.removeLast()
-        if !items.isEmpty {
-            items[0] = last
-            var i = 0
-            while true {
-                let l = 2 * i + 1, r = l + 1
-                var m = i
-                if l < items.count && items[l] < items[m] { m = l }
-                if r < items.count && items[r] < items[m] { m = r }
-                if m == i { break }
-                items.swapAt(i, m)
-                i = m
-            }
-        }
-        return top
+    @inline(__always)
+    static func before(_ a: MergeCandidate, _ b: MergeCandidate) -> Bool {
+        a.rank != b.rank ? a.rank < b.rank : a.left < b.left
     }
 }
 

@@ -10,8 +10,12 @@ import LMCore
 /// applies. A symbol that is not a piece becomes its UTF-8 bytes as `<0xXX>` pieces (byte
 /// fallback), or `<unk>` without them. No normalization.
 ///
-/// `SentencePieceTokenizer` (libsentencepiece) is the reference: the tests check both on the
-/// same vocabulary.
+/// This follows llama.cpp's SPM tokenizer, not libsentencepiece, where they differ: merges may
+/// form any vocabulary entry (control and byte pieces included), there are no frozen
+/// user-defined symbols, and the dummy prefix goes only before the start of the text. For
+/// `.model` files, `SentencePieceTokenizer` (libsentencepiece and its Swift twin
+/// `SentencePieceEncoder`) is used instead; the tests check this type against both on the
+/// llama-tiny vocabulary and against llama.cpp's vectors.
 public final class SentencePieceBPETokenizer: Tokenizer, @unchecked Sendable {
     public let specialTokens: SpecialTokens
     public let postProcessor: PostProcessor
@@ -116,13 +120,13 @@ public final class SentencePieceBPETokenizer: Tokenizer, @unchecked Sendable {
         var next: Int
     }
 
-    private struct Bigram {
+    /// A merge candidate: higher score first; on a tie, the leftmost.
+    private struct Bigram: HeapElement {
         var score: Float
         var left: Int
         var right: Int
         var size: Int
 
-        /// Higher score first; on a tie, the leftmost.
         @inline(__always)
         static func before(_ a: Bigram, _ b: Bigram) -> Bool {
             a.score != b.score ? a.score > b.score : a.left < b.left
@@ -141,45 +145,17 @@ public final class SentencePieceBPETokenizer: Tokenizer, @unchecked Sendable {
         if symbols.isEmpty { return }
         symbols[symbols.count - 1].next = -1
 
-        var heap: [Bigram] = []
-        func push(_ b: Bigram) {
-            heap.append(b)
-            var i = heap.count - 1
-            while i > 0 {
-                let parent = (i - 1) / 2
-                if !Bigram.before(heap[i], heap[parent]) { break }
-                heap.swapAt(i, parent)
-                i = parent
-            }
-        }
-        func pop() -> Bigram? {
-            guard let top = heap.first else { return nil }
-            let last = heap.removeLast()
-            if !heap.isEmpty {
-                heap[0] = last
-                var i = 0
-                while true {
-                    let l = 2 * i + 1, r = l + 1
-                    var m = i
-                    if l < heap.count && Bigram.before(heap[l], heap[m]) { m = l }
-                    if r < heap.count && Bigram.before(heap[r], heap[m]) { m = r }
-                    if m == i { break }
-                    heap.swapAt(i, m)
-                    i = m
-                }
-            }
-            return top
-        }
+        var heap = BinaryHeap<Bigram>(capacity: symbols.count)
         func tryAdd(_ left: Int, _ right: Int) {
             if left < 0 || right < 0 { return }
             let start = symbols[left].start
             let size = symbols[left].length + symbols[right].length
             guard let id = pieceIds.value(for: UnsafeRawBufferPointer(UnsafeBufferPointer(rebasing: p[start..<start + size]))) else { return }
-            push(Bigram(score: scores[Int(id)], left: left, right: right, size: size))
+            heap.push(Bigram(score: scores[Int(id)], left: left, right: right, size: size))
         }
 
         for i in 1..<symbols.count { tryAdd(i - 1, i) }
-        while let b = pop() {
+        while let b = heap.pop() {
             let l = symbols[b.left], r = symbols[b.right]
             if l.length == 0 || r.length == 0 || l.length + r.length != b.size { continue }
             symbols[b.left].length += r.length

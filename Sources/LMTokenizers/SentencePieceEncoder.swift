@@ -176,11 +176,17 @@ final class SentencePieceEncoder: @unchecked Sendable {
         var frozen: Bool
     }
 
-    private struct Pair {
+    /// A merge candidate: highest score first, then leftmost (libsentencepiece's agenda order).
+    private struct Pair: HeapElement {
         var score: Float
         var left: Int
         var right: Int
         var size: Int
+
+        @inline(__always)
+        static func before(_ a: Pair, _ b: Pair) -> Bool {
+            a.score != b.score ? a.score > b.score : a.left < b.left
+        }
     }
 
     private func bpe(_ n: UnsafeBufferPointer<UInt8>, into out: inout [Int]) {
@@ -203,49 +209,17 @@ final class SentencePieceEncoder: @unchecked Sendable {
             emit(n, 0..<n.count, nil, into: &out)
             return
         }
-        var heap: [Pair] = []
-        heap.reserveCapacity(symbols.count)
-        @inline(__always) func before(_ a: Pair, _ b: Pair) -> Bool {
-            a.score != b.score ? a.score > b.score : a.left < b.left
-        }
-        func push(_ p: Pair) {
-            heap.append(p)
-            var k = heap.count - 1
-            while k > 0 {
-                let parent = (k - 1) / 2
-                if !before(heap[k], heap[parent]) { break }
-                heap.swapAt(k, parent)
-                k = parent
-            }
-        }
-        func pop() -> Pair? {
-            guard let top = heap.first else { return nil }
-            let last = heap.removeLast()
-            if !heap.isEmpty {
-                heap[0] = last
-                var k = 0
-                while true {
-                    let l = 2 * k + 1, r = l + 1
-                    var m = k
-                    if l < heap.count && before(heap[l], heap[m]) { m = l }
-                    if r < heap.count && before(heap[r], heap[m]) { m = r }
-                    if m == k { break }
-                    heap.swapAt(k, m)
-                    k = m
-                }
-            }
-            return top
-        }
+        var heap = BinaryHeap<Pair>(capacity: symbols.count)
         func tryAdd(_ left: Int, _ right: Int) {
             if left < 0 || right < 0 || symbols[left].frozen || symbols[right].frozen { return }
             let start = symbols[left].start
             let size = symbols[left].length + symbols[right].length
             let slice = UnsafeRawBufferPointer(UnsafeBufferPointer(rebasing: n[start..<start + size]))
             guard let id = pieceIds.value(for: slice) else { return }
-            push(Pair(score: scores[Int(id)], left: left, right: right, size: size))
+            heap.push(Pair(score: scores[Int(id)], left: left, right: right, size: size))
         }
         for k in 1..<symbols.count { tryAdd(k - 1, k) }
-        while let top = pop() {
+        while let top = heap.pop() {
             let l = symbols[top.left], r = symbols[top.right]
             if l.length == 0 || r.length == 0 || l.length + r.length != top.size { continue }
             symbols[top.left].length += r.length
