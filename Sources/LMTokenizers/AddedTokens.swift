@@ -40,7 +40,7 @@ struct AddedTokens: Sendable {
         let n = p.count
         outer: while i < n {
             for t in byFirstByte[Int(p[i])] {
-                let c = t < tokens.count ? tokens[t].content : []
+                let c = tokens[t].content
                 if i + c.count <= n, matches(p, i, c) {
                     if textStart < i { out.append(.text(textStart..<i)) }
                     out.append(.token(tokens[t].id))
