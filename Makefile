@@ -19,9 +19,9 @@ deps:
 build: deps
 	swift build -c release --product lm
 
-## The main job: generate text with the bundled model.
+## The main job: generate text with the bundled Shakespeare model.
 run: build
-	$(LM) generate --prompt-ids 1,2,3 --max-tokens 40 --seed 1
+	$(LM) generate --prompt "ROMEO:" --max-tokens 400
 
 ## The tests (unit, parity against ../shared/fixtures, and the real binary).
 test: deps

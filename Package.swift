@@ -93,7 +93,7 @@ let package = Package(
             path: "Tests/LMTestSupport"
         ),
         .testTarget(name: "LMCoreTests", dependencies: ["LMCore", "LMTestSupport"]),
-        .testTarget(name: "LMTokenizersTests", dependencies: ["LMTokenizers", "LMTestSupport"]),
+        .testTarget(name: "LMTokenizersTests", dependencies: ["LMTokenizers", "LMTestSupport"], exclude: ["Fixtures"]),
         .testTarget(name: "LMModelsTests", dependencies: ["LMModels", "LMTestSupport"]),
         .testTarget(name: "LMGenerationTests", dependencies: ["LMGeneration", "LMTestSupport"]),
         .testTarget(name: "LMTrainingTests", dependencies: ["LMTraining", "LMTestSupport"]),

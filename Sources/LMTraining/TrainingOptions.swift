@@ -13,7 +13,7 @@ public struct TrainingOptions: Codable, Sendable, Equatable {
     public var gradientAccumulation = 1
     public var steps = 2000
     // Optimisation.
-    public var optimizer = OptimizerConfig.adamW(beta2: 0.99, weightDecay: 0.1)
+    public var optimizer = OptimizerConfig.adamW(beta2: 0.999, weightDecay: 0.1)
     public var learningRate: Float = 1e-3
     public var minLearningRate: Float = 1e-4
     public var warmupSteps = 100
@@ -99,7 +99,7 @@ public struct TrainingOptions: Codable, Sendable, Equatable {
 }
 
 extension OptimizerConfig {
-    /// AdamW with the given second-moment decay and weight decay (nanoGPT: 0.99, 0.1).
+    /// AdamW with the given second-moment decay and weight decay (PyTorch default β2 0.999; nanoGPT uses 0.99).
     public static func adamW(beta2: Float, weightDecay: Float) -> OptimizerConfig {
         var c = OptimizerConfig()
         c.kind = .adamw

@@ -53,7 +53,7 @@ struct SamplingOptions: ParsableArguments {
 /// Finds bundled models: `$LM_MODELS`, then `models/` in the working directory, then a
 /// `models/` folder above the executable (the repository checkout that built it).
 enum BundledModels {
-    static let defaultGenerator = "gpt2-tiny"
+    static let defaultGenerator = "shakespeare"
 
     static func path(_ name: String) throws -> String {
         var roots: [String] = []

@@ -133,7 +133,7 @@ struct TrainCommand: ParsableCommand {
 
         Presets: nano (seconds, for tests), shakespeare-cpu (4 layers, 4 heads, 128 dim,
         context 64, batch 12, AdamW 1e-3 cosine to 1e-4, warm-up 100, weight decay 0.1,
-        clip 1.0, eval every 250 steps over 200 batches), baby (6 layers, 6 heads, 384 dim,
+        clip 1.0, AdamW β2 0.999, eval every 250 steps over 200 batches), baby (6 layers, 6 heads, 384 dim,
         context 256, batch 64, dropout 0.2). Flags override the preset.
 
         Examples:

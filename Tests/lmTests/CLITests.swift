@@ -30,12 +30,24 @@ final class CLITests: XCTestCase {
         XCTAssertTrue(r.stderr.contains("tokens/s"))
     }
 
-    func testGenerateStreamsIDsWithoutTokenizerAndUsesTheBundledModel() throws {
-        let r = try run(["generate", "--prompt-ids", "1,2,3", "--max-tokens", "5", "--seed", "7"])
+    func testGenerateStreamsIDsWithoutTokenizer() throws {
+        let r = try run(["generate", "--model", tiny, "--prompt-ids", "1,2,3", "--max-tokens", "5", "--seed", "7"])
         XCTAssertEqual(r.status, 0, r.stderr)
         XCTAssertEqual(r.stdout.split(separator: " ").filter { !$0.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty }.count, 5)
-        let again = try run(["generate", "--prompt-ids", "1,2,3", "--max-tokens", "5", "--seed", "7", "--threads", "1"])
+        let again = try run(["generate", "--model", tiny, "--prompt-ids", "1,2,3", "--max-tokens", "5", "--seed", "7", "--threads", "1"])
         XCTAssertEqual(r.stdout, again.stdout, "same seed, same tokens, any thread count")
+    }
+
+    func testGenerateUsesTheBundledShakespeareModelByDefault() throws {
+        let r = try run(["generate", "--prompt", "ROMEO:", "--max-tokens", "200", "--seed", "1", "--json"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let text = try XCTUnwrap(try lastJSON(r)["text"] as? String)
+        XCTAssertEqual(text.unicodeScalars.count, 200, "one character per token")
+        // A trained character model writes mostly lowercase English words and line breaks.
+        let words = text.split(whereSeparator: { !$0.isLetter }).map { $0.lowercased() }
+        let common: Set<String> = ["the", "and", "i", "to", "of", "a", "my", "you", "that", "in", "is", "not", "me", "it", "with", "be", "your", "his", "this", "he"]
+        XCTAssertGreaterThan(words.filter(common.contains).count, 5, "Shakespeare-like text: \(text)")
+        XCTAssertTrue(text.contains("\n"))
     }
 
     /// A small random GPT-2 with the real GPT-2 tokenizer files beside it.
