@@ -202,7 +202,7 @@ public final class GPTTrainingModel: @unchecked Sendable {
             embeddingForward(out: encoded + b * T * C, tokens: inputs + b * T, tokenTable: wte, positionTable: wpe,
                              startPosition: 0, T: T, C: C)
         }
-        if drop { dropoutForward(out: encoded, mask: dropEmbed, inp: encoded, n: BT * C, p: dropout, rng: &rng) }
+        if drop { dropoutForward(out: encoded, mask: dropEmbed, inp: encoded, n: BT * C, p: dropout, rng: &rng, pool: pool) }
         var residual = UnsafePointer(encoded)
         for l in 0..<config.nLayer {
             let w = p[l], a = layerActs[l]
@@ -211,14 +211,14 @@ public final class GPTTrainingModel: @unchecked Sendable {
             matmulForward(out: a.qkv, inp: a.ln1, weight: w.attnW, bias: w.attnB, N: BT, C: C, OC: 3 * C, layout: .inOut, pool: pool)
             causalAttentionForward(out: a.atty, att: a.att, qkv: a.qkv, B: B, T: T, C: C, NH: NH, pool: pool)
             matmulForward(out: branch, inp: a.atty, weight: w.projW, bias: w.projB, N: BT, C: C, OC: C, layout: .inOut, pool: pool)
-            if drop { dropoutForward(out: branch, mask: a.dropAttn, inp: branch, n: BT * C, p: dropout, rng: &rng) }
+            if drop { dropoutForward(out: branch, mask: a.dropAttn, inp: branch, n: BT * C, p: dropout, rng: &rng, pool: pool) }
             residualForward(out: a.residual2, a: residual, b: branch, n: BT * C, pool: pool)
             layerNormForward(out: a.ln2, mean: a.ln2Mean, rstd: a.ln2Rstd, inp: a.residual2, weight: w.ln2w, bias: w.ln2b,
                              N: BT, C: C, eps: eps, pool: pool)
             matmulForward(out: a.fch, inp: a.ln2, weight: w.fcW, bias: w.fcB, N: BT, C: C, OC: F, layout: .inOut, pool: pool)
             geluForward(out: a.fchGelu, inp: a.fch, n: BT * F, kind: gelu, pool: pool)
             matmulForward(out: branch, inp: a.fchGelu, weight: w.fcProjW, bias: w.fcProjB, N: BT, C: F, OC: C, layout: .inOut, pool: pool)
-            if drop { dropoutForward(out: branch, mask: a.dropMLP, inp: branch, n: BT * C, p: dropout, rng: &rng) }
+            if drop { dropoutForward(out: branch, mask: a.dropMLP, inp: branch, n: BT * C, p: dropout, rng: &rng, pool: pool) }
             residualForward(out: a.residual3, a: a.residual2, b: branch, n: BT * C, pool: pool)
             residual = UnsafePointer(a.residual3)
         }
@@ -276,7 +276,7 @@ public final class GPTTrainingModel: @unchecked Sendable {
             var dmlp = UnsafePointer(dresidual)
             if drop {
                 dbranch.initialize(repeating: 0, count: BT * C)
-                dropoutBackward(dinp: dbranch, dout: dresidual, mask: a.dropMLP, n: BT * C, p: dropout)
+                dropoutBackward(dinp: dbranch, dout: dresidual, mask: a.dropMLP, n: BT * C, p: dropout, pool: pool)
                 dmlp = UnsafePointer(dbranch)
             }
             matmulBackward(dinp: dfchGelu, dweight: d.fcProjW, dbias: d.fcProjB, dout: dmlp, inp: a.fchGelu,
@@ -290,7 +290,7 @@ public final class GPTTrainingModel: @unchecked Sendable {
             var dattn = UnsafePointer(dresidual)
             if drop {
                 dbranch.initialize(repeating: 0, count: BT * C)
-                dropoutBackward(dinp: dbranch, dout: dresidual, mask: a.dropAttn, n: BT * C, p: dropout)
+                dropoutBackward(dinp: dbranch, dout: dresidual, mask: a.dropAttn, n: BT * C, p: dropout, pool: pool)
                 dattn = UnsafePointer(dbranch)
             }
             matmulBackward(dinp: datty, dweight: d.projW, dbias: d.projB, dout: dattn, inp: a.atty, weight: w.projW,
@@ -307,7 +307,7 @@ public final class GPTTrainingModel: @unchecked Sendable {
         var dembed = UnsafePointer(dresidual)
         if drop {
             dbranch.initialize(repeating: 0, count: BT * C)
-            dropoutBackward(dinp: dbranch, dout: dresidual, mask: dropEmbed, n: BT * C, p: dropout)
+            dropoutBackward(dinp: dbranch, dout: dresidual, mask: dropEmbed, n: BT * C, p: dropout, pool: pool)
             dembed = UnsafePointer(dbranch)
         }
         embeddingBackward(dtokenTable: dwte, dpositionTable: dwpe, dout: dembed, tokens: inputs,

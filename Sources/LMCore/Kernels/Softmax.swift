@@ -1,18 +1,23 @@
-/// Row-wise softmax in place: x (N, C) → softmax over each row's first `valid` entries;
-/// entries at and after `valid` become 0. Rows of stride `stride`.
+/// Softmax in place over the first `valid` entries of a row of `count`; entries at and after
+/// `valid` become 0. The exponentials run in a loop of their own so it vectorises (a loop that
+/// also sums cannot, without reassociation); the sum is taken 8 lanes at a time.
 @inline(__always)
 public func softmaxRow(_ x: UnsafeMutablePointer<Float>, valid: Int, count: Int) {
     var m = -Float.infinity
     for i in 0..<valid { m = x[i] > m ? x[i] : m }
-    var sum: Float = 0
-    for i in 0..<valid {
-        let e = VectorMath.exp(x[i] - m)
-        x[i] = e
-        sum += e
+    for i in 0..<valid { x[i] = VectorMath.exp(x[i] - m) }
+    var acc = SIMD8<Float>()
+    var i = 0
+    let raw = UnsafeRawPointer(x)
+    while i &+ 8 <= valid {
+        acc += raw.loadUnaligned(fromByteOffset: i &* 4, as: SIMD8<Float>.self)
+        i &+= 8
     }
+    var sum = VectorMath.horizontalSum(acc)
+    while i < valid { sum += x[i]; i &+= 1 }
     let inv = 1 / sum
     for i in 0..<valid { x[i] *= inv }
-    for i in valid..<count { x[i] = 0 }
+    if valid < count { (x + valid).initialize(repeating: 0, count: count - valid) }
 }
 
 /// out (N, C) = softmax(inp) row by row; `out` may equal `inp`.

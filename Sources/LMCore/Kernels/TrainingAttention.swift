@@ -8,47 +8,30 @@ public func causalAttentionForward(out: UnsafeMutablePointer<Float>, att: Unsafe
                                    qkv: UnsafePointer<Float>, B: Int, T: Int, C: Int, NH: Int, pool: ThreadPool) {
     let HS = C / NH, C3 = 3 * C
     let scale = 1 / Float(HS).squareRoot()
-    if T < smallAttentionLimit {
-        // Short sequences: per query row, 4-key dot products over the visible keys only.
-        pool.parallelFor(B * NH) { pairs in
-            for pair in pairs {
-                let b = pair / NH, h = pair % NH
-                let q = qkv + b * T * C3 + h * HS, k = q + C, v = q + 2 * C
-                for t in 0..<T {
-                    let a = att + pair * T * T + t * T
-                    let qt = q + t * C3
-                    var j = 0
-                    while j + 4 <= t + 1 {
-                        let s4 = VectorMath.dot4(k + j * C3, rowStride: C3, qt, HS) * scale
-                        a[j] = s4[0]; a[j + 1] = s4[1]; a[j + 2] = s4[2]; a[j + 3] = s4[3]
-                        j += 4
-                    }
-                    while j <= t { a[j] = VectorMath.dot1(k + j * C3, qt, HS) * scale; j += 1 }
-                    softmaxRow(a, valid: t + 1, count: T)
-                    let o = out + (b * T + t) * C + h * HS
-                    o.initialize(repeating: 0, count: HS)
-                    for j in 0...t { VectorMath.axpy(o, a[j], v + j * C3, HS) }
-                }
-            }
-        }
-        return
-    }
+    // Query rows in blocks: a block only multiplies against the keys its last row can see.
+    let block = attentionRowBlock
     pool.parallelFor(B * NH) { pairs in
         for pair in pairs {
             let b = pair / NH, h = pair % NH
             let q = qkv + b * T * C3 + h * HS
             let a = att + pair * T * T
-            BLAS.sgemm(transB: true, M: T, N: T, K: HS, alpha: scale, A: q, lda: C3, B: q + C, ldb: C3, C: a, ldc: T)
-            for t in 0..<T { softmaxRow(a + t * T, valid: t + 1, count: T) }
-            BLAS.sgemm(M: T, N: HS, K: T, A: a, lda: T, B: q + 2 * C, ldb: C3,
-                       C: out + b * T * C + h * HS, ldc: C)
+            var t0 = 0
+            while t0 < T {
+                let t1 = min(T, t0 + block), rows = t1 - t0
+                let ab = a + t0 * T
+                BLAS.sgemm(transB: true, M: rows, N: t1, K: HS, alpha: scale, A: q + t0 * C3, lda: C3,
+                           B: q + C, ldb: C3, C: ab, ldc: T)
+                for r in 0..<rows { softmaxRow(ab + r * T, valid: t0 + r + 1, count: T) }
+                BLAS.sgemm(M: rows, N: HS, K: t1, A: ab, lda: T, B: q + 2 * C, ldb: C3,
+                           C: out + (b * T + t0) * C + h * HS, ldc: C)
+                t0 = t1
+            }
         }
     }
 }
 
-/// Sequences shorter than this use row-by-row SIMD kernels that skip the masked half;
-/// longer ones use `sgemm` per (batch, head).
-public let smallAttentionLimit = 128
+/// Query rows per block in the causal attention kernels.
+let attentionRowBlock = 64
 
 /// Backward of `causalAttentionForward` (accumulates into dqkv). `scratch` holds
 /// `pool.threadCount · T · T` floats.
@@ -59,39 +42,7 @@ public func causalAttentionBackward(dqkv: UnsafeMutablePointer<Float>, dout: Uns
     let HS = C / NH, C3 = 3 * C
     let scale = 1 / Float(HS).squareRoot()
     let threads = pool.threadCount
-    if T < smallAttentionLimit {
-        pool.run { thread in
-            let ds = scratch + thread * T * T
-            for pair in ThreadPool.chunk(B * NH, parts: threads, index: thread) {
-                let b = pair / NH, h = pair % NH
-                let q = qkv + b * T * C3 + h * HS, k = q + C, v = q + 2 * C
-                let dq = dqkv + b * T * C3 + h * HS, dk = dq + C, dv = dq + 2 * C
-                for t in 0..<T {
-                    let a = att + pair * T * T + t * T
-                    let dy = dout + (b * T + t) * C + h * HS
-                    // datt[j] = dy · v_j
-                    var j = 0
-                    while j + 4 <= t + 1 {
-                        let s4 = VectorMath.dot4(v + j * C3, rowStride: C3, dy, HS)
-                        ds[j] = s4[0]; ds[j + 1] = s4[1]; ds[j + 2] = s4[2]; ds[j + 3] = s4[3]
-                        j += 4
-                    }
-                    while j <= t { ds[j] = VectorMath.dot1(v + j * C3, dy, HS); j += 1 }
-                    // Softmax backward: dpre = att ⊙ (datt − Σ att·datt).
-                    var dot: Float = 0
-                    for j in 0...t { dot += a[j] * ds[j] }
-                    for j in 0...t { ds[j] = a[j] * (ds[j] - dot) * scale }
-                    let qt = q + t * C3, dqt = dq + t * C3
-                    for j in 0...t {
-                        VectorMath.axpy(dv + j * C3, a[j], dy, HS)       // dv_j += att·dy
-                        VectorMath.axpy(dqt, ds[j], k + j * C3, HS)      // dq_t += dpre·k_j·scale
-                        VectorMath.axpy(dk + j * C3, ds[j], qt, HS)      // dk_j += dpre·q_t·scale
-                    }
-                }
-            }
-        }
-        return
-    }
+    let block = attentionRowBlock
     pool.run { thread in
         let ds = scratch + thread * T * T
         for pair in ThreadPool.chunk(B * NH, parts: threads, index: thread) {
@@ -100,20 +51,29 @@ public func causalAttentionBackward(dqkv: UnsafeMutablePointer<Float>, dout: Uns
             let dq = dqkv + b * T * C3 + h * HS, dk = dq + C, dv = dq + 2 * C
             let a = att + pair * T * T
             let dy = dout + b * T * C + h * HS
-            // datt (T, T) = dy · vᵀ;  dv += attᵀ · dy
-            BLAS.sgemm(transB: true, M: T, N: T, K: HS, A: dy, lda: C, B: v, ldb: C3, C: ds, ldc: T)
-            BLAS.sgemm(transA: true, M: T, N: HS, K: T, A: a, lda: T, B: dy, ldb: C, beta: 1, C: dv, ldc: C3)
-            // Softmax backward in place: dpre = att ⊙ (datt − Σ att·datt), zero above the diagonal.
-            for t in 0..<T {
-                let ar = a + t * T, dr = ds + t * T
-                var dot: Float = 0
-                for j in 0...t { dot += ar[j] * dr[j] }
-                for j in 0...t { dr[j] = ar[j] * (dr[j] - dot) }
-                for j in (t + 1)..<T { dr[j] = 0 }
+            var t0 = 0
+            while t0 < T {
+                let t1 = min(T, t0 + block), rows = t1 - t0
+                let ab = a + t0 * T, db = ds + t0 * T, dyb = dy + t0 * C
+                // datt (rows, t1) = dy · vᵀ;  dv[0..<t1] += attᵀ · dy
+                BLAS.sgemm(transB: true, M: rows, N: t1, K: HS, A: dyb, lda: C, B: v, ldb: C3, C: db, ldc: T)
+                BLAS.sgemm(transA: true, M: t1, N: HS, K: rows, A: ab, lda: T, B: dyb, ldb: C, beta: 1, C: dv, ldc: C3)
+                // Softmax backward in place: dpre = att ⊙ (datt − Σ att·datt), zero above the diagonal.
+                for r in 0..<rows {
+                    let t = t0 + r
+                    let ar = ab + r * T, dr = db + r * T
+                    var dot: Float = 0
+                    for j in 0...t { dot += ar[j] * dr[j] }
+                    for j in 0...t { dr[j] = ar[j] * (dr[j] - dot) }
+                    for j in (t + 1)..<t1 { dr[j] = 0 }
+                }
+                // dq += dpre · k · scale;  dk[0..<t1] += dpreᵀ · q · scale
+                BLAS.sgemm(M: rows, N: HS, K: t1, alpha: scale, A: db, lda: T, B: k, ldb: C3, beta: 1,
+                           C: dq + t0 * C3, ldc: C3)
+                BLAS.sgemm(transA: true, M: t1, N: HS, K: rows, alpha: scale, A: db, lda: T, B: q + t0 * C3, ldb: C3,
+                           beta: 1, C: dk, ldc: C3)
+                t0 = t1
             }
-            // dq += dpre · k · scale;  dk += dpreᵀ · q · scale
-            BLAS.sgemm(M: T, N: HS, K: T, alpha: scale, A: ds, lda: T, B: k, ldb: C3, beta: 1, C: dq, ldc: C3)
-            BLAS.sgemm(transA: true, M: T, N: HS, K: T, alpha: scale, A: ds, lda: T, B: q, ldb: C3, beta: 1, C: dk, ldc: C3)
         }
     }
 }
