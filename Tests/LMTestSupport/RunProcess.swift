@@ -10,6 +10,12 @@ public struct ProcessResult {
 /// Runs `executable` with `arguments`, feeding `stdin`, and waits.
 public func runProcess(_ executable: String, _ arguments: [String], stdin: String? = nil,
                        environment: [String: String]? = nil, cwd: String? = nil) throws -> ProcessResult {
+    try runProcess(executable, arguments, stdinBytes: stdin.map { Data($0.utf8) }, environment: environment, cwd: cwd)
+}
+
+/// Runs `executable` with `arguments`, feeding raw bytes (which need not be UTF-8), and waits.
+public func runProcess(_ executable: String, _ arguments: [String], stdinBytes: Data?,
+                       environment: [String: String]? = nil, cwd: String? = nil) throws -> ProcessResult {
     let p = Process()
     p.executableURL = URL(fileURLWithPath: executable)
     p.arguments = arguments
@@ -22,7 +28,7 @@ public func runProcess(_ executable: String, _ arguments: [String], stdin: Strin
     p.standardError = err
     p.standardInput = inp
     try p.run()
-    if let stdin { inp.fileHandleForWriting.write(stdin.data(using: .utf8)!) }
+    if let stdinBytes { inp.fileHandleForWriting.write(stdinBytes) }
     try inp.fileHandleForWriting.close()
     // Read both pipes concurrently so a full pipe never blocks the child.
     final class Box: @unchecked Sendable { var data = Data() }

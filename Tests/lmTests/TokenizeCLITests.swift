@@ -6,31 +6,10 @@ import XCTest
 final class TokenizeCLITests: XCTestCase {
     private var lm: String { TestPaths.lmBinary }
 
-    /// Runs lm with raw stdin bytes (runProcess takes a String; invalid UTF-8 needs bytes).
-    private func run(_ args: [String], stdin: [UInt8] = []) throws -> (status: Int32, stdout: String, stderr: String) {
+    /// Runs lm with raw stdin bytes (invalid UTF-8 included).
+    private func run(_ args: [String], stdin: [UInt8] = []) throws -> ProcessResult {
         XCTAssertTrue(FileManager.default.isExecutableFile(atPath: lm), "lm binary not found at \(lm)")
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: lm)
-        p.arguments = args
-        let out = Pipe(), err = Pipe(), inp = Pipe()
-        p.standardOutput = out
-        p.standardError = err
-        p.standardInput = inp
-        try p.run()
-        inp.fileHandleForWriting.write(Data(stdin))
-        try inp.fileHandleForWriting.close()
-        final class Box: @unchecked Sendable { var data = Data() }
-        let errBox = Box()
-        let group = DispatchGroup()
-        group.enter()
-        DispatchQueue.global().async {
-            errBox.data = err.fileHandleForReading.readDataToEndOfFile()
-            group.leave()
-        }
-        let outData = out.fileHandleForReading.readDataToEndOfFile()
-        group.wait()
-        p.waitUntilExit()
-        return (p.terminationStatus, String(decoding: outData, as: UTF8.self), String(decoding: errBox.data, as: UTF8.self))
+        return try runProcess(lm, args, stdinBytes: Data(stdin))
     }
 
     private func json(_ s: String) throws -> [String: Any] {
