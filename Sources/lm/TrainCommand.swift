@@ -177,7 +177,7 @@ struct FinetuneCommand: ParsableCommand {
 
     @Option(help: "The model folder to start from.")
     var model: String
-    @Option(help: "Comma-separated layer indices whose weights stay fixed (-1 = the embeddings).")
+    @Option(parsing: .unconditional, help: "Comma-separated layer indices whose weights stay fixed (-1 = the embeddings).")
     var freeze: String?
     @OptionGroup var flags: TrainingFlags
 

@@ -1,5 +1,6 @@
 import Foundation
 import LMCore
+import LMModels
 import LMTestSupport
 import XCTest
 
@@ -122,5 +123,68 @@ final class TrainCLITests: XCTestCase {
             XCTAssertEqual(errors.count, 1, r.stderr)
             XCTAssertTrue(r.stderr.contains(fragment), r.stderr)
         }
+    }
+}
+
+/// `lm finetune` on our own model and on a Hugging Face GPT-2 folder.
+final class FinetuneCLITests: XCTestCase {
+    var dir = ""
+    var lm: String { TestPaths.lmBinary }
+
+    override func setUpWithError() throws { dir = try TestPaths.temporaryDirectory("finetune") }
+    override func tearDown() { try? FileManager.default.removeItem(atPath: dir) }
+
+    func testFinetuningTheBundledModelWithFrozenLayers() throws {
+        let full = try String(contentsOfFile: try TestPaths.sharedFile("data/tinyshakespeare/input.txt"), encoding: .utf8)
+        let corpus = dir + "/sonnets.txt"
+        try String(full.suffix(30_000)).write(toFile: corpus, atomically: true, encoding: .utf8)
+        let base = TestPaths.model("shakespeare"), out = dir + "/ft"
+        let r = try runProcess(lm, ["finetune", "--model", base, "--corpus", corpus, "--out", out, "--steps", "30",
+                                    "--freeze", "-1,0,1", "--eval-interval", "10", "--eval-batches", "4", "--batch", "4",
+                                    "--context", "64", "--json"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let before = try SafeTensorsFile(path: base + "/model.safetensors")
+        let after = try SafeTensorsFile(path: out + "/model.safetensors")
+        for name in before.names {
+            let same = try before.tensor(name).scalars == after.tensor(name).scalars
+            let frozen = name.hasPrefix("transformer.wte") || name.hasPrefix("transformer.wpe")
+                || name.hasPrefix("transformer.h.0.") || name.hasPrefix("transformer.h.1.")
+            XCTAssertEqual(same, frozen, "\(name) should \(frozen ? "stay fixed" : "change")")
+        }
+        // The fine-tuned folder keeps the base model's tokenizer and generates.
+        let g = try runProcess(lm, ["generate", "--model", out, "--prompt", "KING:", "--max-tokens", "20"])
+        XCTAssertEqual(g.status, 0, g.stderr)
+        XCTAssertTrue(g.stdout.hasPrefix("KING:"))
+    }
+
+    func testFinetuningAHuggingFaceGPT2Folder() throws {
+        // A small GPT-2 in the Hugging Face layout with the real GPT-2 tokenizer files.
+        let model = dir + "/hf-gpt2"
+        try FileManager.default.createDirectory(atPath: model, withIntermediateDirectories: true)
+        var config = GPT2Config()
+        config.nEmbd = 32; config.nLayer = 2; config.nHead = 2; config.nPositions = 64
+        let source = RandomWeightSource(seed: 5)
+        let tensors = try config.parameterLayout.map { ($0.name, try source.tensor($0.name, shape: $0.shape)) }
+        try SafeTensorsWriter.write(tensors, to: model + "/model.safetensors")
+        try config.huggingFaceJSON().write(to: URL(fileURLWithPath: model + "/config.json"))
+        for f in ["vocab.json", "merges.txt"] {
+            try FileManager.default.copyItem(atPath: try TestPaths.sharedFile("data/gpt2-tokenizer/" + f), toPath: model + "/" + f)
+        }
+        let corpus = dir + "/text.txt"
+        let text = try String(contentsOfFile: try TestPaths.sharedFile("data/wikitext-2/valid.txt"), encoding: .utf8)
+        try String(text.prefix(60_000)).write(toFile: corpus, atomically: true, encoding: .utf8)
+        let out = dir + "/ft"
+        let r = try runProcess(lm, ["finetune", "--model", model, "--corpus", corpus, "--out", out, "--steps", "20",
+                                    "--lr", "3e-3", "--eval-interval", "10", "--eval-batches", "2", "--batch", "2",
+                                    "--context", "32", "--json"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let records = try String(contentsOfFile: out + "/log.jsonl", encoding: .utf8).split(separator: "\n")
+            .compactMap { try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+        let losses = records.compactMap { ($0["train_loss"] as? NSNumber)?.floatValue }
+        XCTAssertGreaterThan(losses.count, 2)
+        XCTAssertLessThan(losses.last!, losses.first!, "fine-tuning lowers the loss: \(losses)")
+        XCTAssertTrue(FileManager.default.fileExists(atPath: out + "/vocab.json"), "the tokenizer travels with the model")
+        let folder = try ModelFolder(path: out)
+        XCTAssertEqual(try folder.decodeConfig(GPT2Config.self).vocabSize, 50257)
     }
 }
