@@ -38,7 +38,7 @@ public final class GPTTrainingModel: @unchecked Sendable {
 
     /// Saved activations of one layer.
     struct LayerActs {
-        let ln1, ln1Mean, ln1Rstd, qkv, atty, att, residual2, ln2, ln2Mean, ln2Rstd, fch, fchGelu, residual3: UnsafeMutablePointer<Float>
+        let ln1, ln1Mean, ln1Rstd, qkv, atty, att, residual2, ln2, ln2Mean, ln2Rstd, fch, fchGelu, residual3: UnsafeMutablePointer<Float>  // fch: gelu′ after forward
         let dropAttn, dropMLP: UnsafeMutablePointer<UInt8>
     }
     private let acts: TensorStorage
@@ -216,7 +216,8 @@ public final class GPTTrainingModel: @unchecked Sendable {
             layerNormForward(out: a.ln2, mean: a.ln2Mean, rstd: a.ln2Rstd, inp: a.residual2, weight: w.ln2w, bias: w.ln2b,
                              N: BT, C: C, eps: eps, pool: pool)
             matmulForward(out: a.fch, inp: a.ln2, weight: w.fcW, bias: w.fcB, N: BT, C: C, OC: F, layout: .inOut, pool: pool)
-            geluForward(out: a.fchGelu, inp: a.fch, n: BT * F, kind: gelu, pool: pool)
+            // fch then holds gelu′ of the pre-activation (all the backward pass needs of it).
+            geluForwardSaving(out: a.fchGelu, derivative: a.fch, inp: a.fch, n: BT * F, kind: gelu, pool: pool)
             matmulForward(out: branch, inp: a.fchGelu, weight: w.fcProjW, bias: w.fcProjB, N: BT, C: F, OC: C, layout: .inOut, pool: pool)
             if drop { dropoutForward(out: branch, mask: a.dropMLP, inp: branch, n: BT * C, p: dropout, rng: &rng, pool: pool) }
             residualForward(out: a.residual3, a: a.residual2, b: branch, n: BT * C, pool: pool)
@@ -281,7 +282,7 @@ public final class GPTTrainingModel: @unchecked Sendable {
             }
             matmulBackward(dinp: dfchGelu, dweight: d.fcProjW, dbias: d.fcProjB, dout: dmlp, inp: a.fchGelu,
                            weight: w.fcProjW, N: BT, C: F, OC: C, layout: .inOut, overwriteInput: true, pool: pool)
-            geluBackward(dinp: dfch, inp: a.fch, dout: dfchGelu, n: BT * F, kind: gelu, overwrite: true, pool: pool)
+            geluBackwardSaved(dinp: dfch, derivative: a.fch, dout: dfchGelu, n: BT * F, pool: pool)
             matmulBackward(dinp: dln, dweight: d.fcW, dbias: d.fcB, dout: dfch, inp: a.ln2, weight: w.fcW,
                            N: BT, C: C, OC: F, layout: .inOut, overwriteInput: true, pool: pool)
             layerNormBackward(dinp: dresidual, dweight: d.ln2w, dbias: d.ln2b, dout: dln, inp: a.residual2, weight: w.ln2w,

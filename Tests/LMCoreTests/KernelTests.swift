@@ -178,3 +178,20 @@ final class KernelTests: XCTestCase {
         XCTAssertEqual(Set(hits), [200])
     }
 }
+
+extension KernelTests {
+    /// The training GELU (value and saved derivative) against the plain forward and backward.
+    func testGELUSavingMatchesForwardAndBackward() {
+        let x = randomFloats(5000, seed: 30, scale: 6)
+        let dout = randomFloats(5000, seed: 31)
+        for kind in [GELUKind.tanh, .erf] {
+            var y = [Float](repeating: 0, count: x.count), d = y, yRef = y, dRef = y, dinp = y
+            geluForwardSaving(out: &y, derivative: &d, inp: x, n: x.count, kind: kind)
+            geluForward(out: &yRef, inp: x, n: x.count, kind: kind)
+            geluBackward(dinp: &dRef, inp: x, dout: dout, n: x.count, kind: kind)
+            geluBackwardSaved(dinp: &dinp, derivative: d, dout: dout, n: x.count)
+            assertClose(y, yRef, tol: 2e-6, "gelu \(kind) value")
+            assertClose(dinp, dRef, tol: 2e-6, "gelu \(kind) gradient")
+        }
+    }
+}
