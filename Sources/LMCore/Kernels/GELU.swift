@@ -49,6 +49,25 @@ public func geluForwardRef(out: UnsafeMutablePointer<Float>, inp: UnsafePointer<
     }
 }
 
+/// gelu(x) and gelu′(x) for the tanh form.
+@inline(__always)
+func geluTanhWithDerivative(_ x: Float) -> (value: Float, derivative: Float) {
+    let u = geluTanhScale * x.addingProduct(0.044_715 * x, x * x)
+    let t = VectorMath.tanh(u)
+    let du = geluTanhScale * (1 + 3 * 0.044_715 * x * x)
+    return (0.5 * x * (1 + t), 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * du)
+}
+
+/// gelu(x) and gelu′(x) for the erf form: Φ(x) = ½(1 + erf(x/√2)) and gelu′ = Φ(x) + x·φ(x),
+/// with the one exponential e = exp(−x²/2) serving both erf(|x|/√2) and φ(x) = e/√(2π).
+@inline(__always)
+func geluErfWithDerivative(_ x: Float) -> (value: Float, derivative: Float) {
+    let e = VectorMath.exp(-0.5 * x * x)
+    let erfAbs = VectorMath.erfOfMagnitude((x < 0 ? -x : x) * 0.707_106_78, expOfMinusSquare: e)
+    let cdf = 0.5 * (1 + (x < 0 ? -erfAbs : erfAbs))
+    return (x * cdf, cdf + x * e * 0.398_942_28)
+}
+
 /// Backward of `geluForward`: dinp (n) += gelu′(inp) · dout (or = with `overwrite`).
 public func geluBackward(dinp: UnsafeMutablePointer<Float>, inp: UnsafePointer<Float>, dout: UnsafePointer<Float>,
                          n: Int, kind: GELUKind, overwrite: Bool = false, pool: ThreadPool? = nil) {
@@ -56,21 +75,9 @@ public func geluBackward(dinp: UnsafeMutablePointer<Float>, inp: UnsafePointer<F
     let body = { (r: Range<Int>) in
         switch kind {
         case .tanh:
-            for i in r {
-                let x = inp[i]
-                let u = geluTanhScale * x.addingProduct(0.044_715 * x, x * x)
-                let t = VectorMath.tanh(u)
-                let du = geluTanhScale * (1 + 3 * 0.044_715 * x * x)
-                let g = 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * du
-                dinp[i] = keep * dinp[i] + g * dout[i]
-            }
+            for i in r { dinp[i] = keep * dinp[i] + geluTanhWithDerivative(inp[i]).derivative * dout[i] }
         case .erf:
-            for i in r {
-                let x = inp[i]
-                let cdf = 0.5 * (1 + VectorMath.erf(x * 0.707_106_78))
-                let pdf = VectorMath.exp(-0.5 * x * x) * 0.398_942_28  // 1/√(2π)
-                dinp[i] = keep * dinp[i] + (cdf + x * pdf) * dout[i]
-            }
+            for i in r { dinp[i] = keep * dinp[i] + geluErfWithDerivative(inp[i]).derivative * dout[i] }
         }
     }
     if let pool, n >= 16_384 {
@@ -89,29 +96,15 @@ public func geluForwardSaving(out: UnsafeMutablePointer<Float>, derivative: Unsa
         switch kind {
         case .tanh:
             for i in r {
-                let x = inp[i]
-                let u = geluTanhScale * x.addingProduct(0.044_715 * x, x * x)
-                let t = VectorMath.tanh(u)
-                let du = geluTanhScale * (1 + 3 * 0.044_715 * x * x)
-                out[i] = 0.5 * x * (1 + t)
-                derivative[i] = 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * du
+                let (v, d) = geluTanhWithDerivative(inp[i])
+                out[i] = v
+                derivative[i] = d
             }
         case .erf:
             for i in r {
-                let x = inp[i]
-                // erf(x/√2) by Abramowitz & Stegun 7.1.26 with e = exp(−x²/2): its exp(−(x/√2)²) is e.
-                let e = VectorMath.exp(-0.5 * x * x)
-                let a = (x < 0 ? -x : x) * 0.707_106_78
-                let t = 1 / Float(1).addingProduct(a, 0.327_591_1)
-                var p: Float = 1.061_405_429
-                p = Float(-1.453_152_027).addingProduct(p, t)
-                p = Float(1.421_413_741).addingProduct(p, t)
-                p = Float(-0.284_496_736).addingProduct(p, t)
-                p = Float(0.254_829_592).addingProduct(p, t)
-                let erfAbs = 1 - p * t * e
-                let cdf = 0.5 * (1 + (x < 0 ? -erfAbs : erfAbs))
-                out[i] = x * cdf
-                derivative[i] = cdf + x * e * 0.398_942_28  // + x·φ(x), φ = e/√(2π)
+                let (v, d) = geluErfWithDerivative(inp[i])
+                out[i] = v
+                derivative[i] = d
             }
         }
     }

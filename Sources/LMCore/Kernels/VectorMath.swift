@@ -41,14 +41,20 @@ public enum VectorMath {
     @inline(__always)
     public static func erf(_ x: Float) -> Float {
         let a = x < 0 ? -x : x
+        let y = erfOfMagnitude(a, expOfMinusSquare: exp(-a * a))
+        return x < 0 ? -y : y
+    }
+
+    /// erf(a) for a ≥ 0 given e = exp(−a²) (callers that already have it save an exponential).
+    @inline(__always)
+    public static func erfOfMagnitude(_ a: Float, expOfMinusSquare e: Float) -> Float {
         let t = 1 / Float(1).addingProduct(a, 0.327_591_1)
         var p: Float = 1.061_405_429
         p = Float(-1.453_152_027).addingProduct(p, t)
         p = Float(1.421_413_741).addingProduct(p, t)
         p = Float(-0.284_496_736).addingProduct(p, t)
         p = Float(0.254_829_592).addingProduct(p, t)
-        let y = 1 - p * t * exp(-a * a)
-        return x < 0 ? -y : y
+        return 1 - p * t * e
     }
 
     /// Sum of the 8 lanes.
