@@ -38,14 +38,14 @@ let package = Package(
                 .linkedLibrary("stdc++"),
             ]
         ),
-        // Loops Swift cannot vectorise (sqrt): see Sources/CKernels/include/ckernels.h.
+        // Loops Swift cannot vectorise on Linux (sqrt, int8 widening products): see Sources/CKernels/include.
         .target(
             name: "CKernels",
-            cSettings: [.unsafeFlags(["-O3", "-march=\(targetCPU)", "-fno-math-errno", "-ffp-contract=off"])]
+            cSettings: [.unsafeFlags(["-O3", "-march=\(targetCPU)", "-mf16c", "-fno-math-errno", "-ffp-contract=off"])]
         ),
         .target(
             name: "LMCore",
-            dependencies: ["CBLAS"],
+            dependencies: ["CBLAS", "CKernels"],
             swiftSettings: optimized
         ),
         .target(
@@ -92,7 +92,7 @@ let package = Package(
             dependencies: ["LMCore"],
             path: "Tests/LMTestSupport"
         ),
-        .testTarget(name: "LMCoreTests", dependencies: ["LMCore", "LMTestSupport"]),
+        .testTarget(name: "LMCoreTests", dependencies: ["LMCore", "CKernels", "LMTestSupport"]),
         .testTarget(name: "LMTokenizersTests", dependencies: ["LMTokenizers", "LMTestSupport"], exclude: ["Fixtures"]),
         .testTarget(name: "LMModelsTests", dependencies: ["LMModels", "LMTestSupport"]),
         .testTarget(name: "LMGenerationTests", dependencies: ["LMGeneration", "LMTestSupport"]),
