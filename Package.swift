@@ -56,7 +56,7 @@ let package = Package(
         ),
         .target(
             name: "LMModels",
-            dependencies: ["LMCore"],
+            dependencies: ["LMCore", "CKernels"],
             swiftSettings: optimized
         ),
         .target(

@@ -137,26 +137,35 @@ public final class GPT2Model: CausalLanguageModel, @unchecked Sendable {
 
     struct Layer {
         let ln1w, ln1b: Tensor            // (C)
-        let attnW, attnB: Tensor          // (3C, C), (3C)
-        let projW, projB: Tensor          // (C, C), (C)
+        let attnW: LinearWeights          // (3C, C)
+        let attnB: Tensor                 // (3C)
+        let projW: LinearWeights          // (C, C)
+        let projB: Tensor                 // (C)
         let ln2w, ln2b: Tensor            // (C)
-        let fcW, fcB: Tensor              // (F, C), (F)
-        let fcProjW, fcProjB: Tensor      // (C, F), (C)
+        let fcW: LinearWeights            // (F, C)
+        let fcB: Tensor                   // (F)
+        let fcProjW: LinearWeights        // (C, F)
+        let fcProjB: Tensor               // (C)
     }
 
-    let wte: Tensor                       // (V, C)
+    let wte: LinearWeights                // (V, C)
     let wpe: Tensor                       // (maxT, C)
     let layers: [Layer]
     let lnfW, lnfB: Tensor                // (C)
-    let lmHead: Tensor                    // (V, C): wte when tied
+    let lmHead: LinearWeights             // (V, C): wte when tied
     let gelu: GELUKind
     let pool: ThreadPool
-    /// The transposed projection matrices of every layer.
-    private let linearSlab: ParameterSlab
 
     /// Rows processed per pass during prefill (like llama.cpp's n_batch).
     public let maxBatch: Int
     private let ws: Workspace
+    private let q8ws: Q8Workspace
+
+    /// Whether the linear layers run int8 (Q8).
+    public var isQuantized: Bool { lmHead.isQuantized }
+
+    /// Bytes of all weights as held in memory.
+    public let weightBytes: Int
 
     /// Activation buffers reused by every forward call (no allocation while decoding).
     final class Workspace {
@@ -177,71 +186,75 @@ public final class GPT2Model: CausalLanguageModel, @unchecked Sendable {
         }
     }
 
-    /// Names of the Conv1D weights of layer `l`, which the model keeps transposed.
-    static func conv1DNames(_ l: Int) -> [String] {
-        let p = "transformer.h.\(l)."
-        return [p + "attn.c_attn.weight", p + "attn.c_proj.weight", p + "mlp.c_fc.weight", p + "mlp.c_proj.weight"]
-    }
-
-    /// Builds the model from Hugging Face-named tensors in the checkpoint layout.
+    /// Builds the model from Hugging Face-named tensors in the checkpoint layout. Weights the
+    /// source holds in Q8 load as Q8; with `quantize`, float linear weights (and the token
+    /// embedding / LM head) are quantized to Q8 as they load.
     public init(config: GPT2Config, source: WeightSource, maxBatch: Int = 512,
-                pool: ThreadPool = Threads.shared) throws {
+                pool: ThreadPool = Threads.shared, quantize: Bool = false) throws {
         try config.validate()
         self.config = config
         self.pool = pool
         self.gelu = try config.gelu
         let shapes = Dictionary(uniqueKeysWithValues: config.parameterLayout.map { ($0.name, $0.shape) })
         func get(_ name: String) throws -> Tensor { try source.tensor(name, shape: shapes[name]!) }
-
-        // One slab for the transposed matrices: (out, in) = the checkpoint's (in, out) swapped.
-        var linearLayout: [(name: String, shape: [Int])] = []
-        for l in 0..<config.nLayer {
-            for name in GPT2Model.conv1DNames(l) {
-                let s = shapes[name]!
-                linearLayout.append((name, [s[1], s[0]]))
-            }
-        }
-        let slab = ParameterSlab(layout: linearLayout)
-        linearSlab = slab
-        func getTransposed(_ name: String) throws -> Tensor {
+        /// A linear weight in (out, in): `transposed` for Conv1D's (in, out).
+        func linear(_ name: String, transposed: Bool) throws -> LinearWeights {
+            let s = shapes[name]!
+            let (rows, cols) = transposed ? (s[1], s[0]) : (s[0], s[1])
+            if let q = try source.q8(name, rows: rows, cols: cols) { return .q8(q) }
             let src = try get(name)
-            let dst = try slab.tensor(name)
-            transpose(out: dst.data, inp: src.data, rows: src.shape[0], cols: src.shape[1])
-            source.done(with: name)
-            return dst
+            var w = src
+            if transposed {
+                w = Tensor(zeros: [rows, cols])
+                transpose(out: w.data, inp: src.data, rows: s[0], cols: s[1])
+            }
+            defer { if transposed || quantize { source.done(with: name) } }
+            if quantize { return .q8(Q8Matrix.quantize(w.data, rows: rows, cols: cols)) }
+            return .float(w)
         }
 
-        wte = try get("transformer.wte.weight")
+        wte = try linear("transformer.wte.weight", transposed: false)
         wpe = try get("transformer.wpe.weight")
         layers = try (0..<config.nLayer).map { l in
             let p = "transformer.h.\(l)."
             return Layer(ln1w: try get(p + "ln_1.weight"), ln1b: try get(p + "ln_1.bias"),
-                         attnW: try getTransposed(p + "attn.c_attn.weight"), attnB: try get(p + "attn.c_attn.bias"),
-                         projW: try getTransposed(p + "attn.c_proj.weight"), projB: try get(p + "attn.c_proj.bias"),
+                         attnW: try linear(p + "attn.c_attn.weight", transposed: true), attnB: try get(p + "attn.c_attn.bias"),
+                         projW: try linear(p + "attn.c_proj.weight", transposed: true), projB: try get(p + "attn.c_proj.bias"),
                          ln2w: try get(p + "ln_2.weight"), ln2b: try get(p + "ln_2.bias"),
-                         fcW: try getTransposed(p + "mlp.c_fc.weight"), fcB: try get(p + "mlp.c_fc.bias"),
-                         fcProjW: try getTransposed(p + "mlp.c_proj.weight"), fcProjB: try get(p + "mlp.c_proj.bias"))
+                         fcW: try linear(p + "mlp.c_fc.weight", transposed: true), fcB: try get(p + "mlp.c_fc.bias"),
+                         fcProjW: try linear(p + "mlp.c_proj.weight", transposed: true), fcProjB: try get(p + "mlp.c_proj.bias"))
         }
         lnfW = try get("transformer.ln_f.weight")
         lnfB = try get("transformer.ln_f.bias")
-        lmHead = config.tieWordEmbeddings ? wte : try get("lm_head.weight")
+        lmHead = config.tieWordEmbeddings ? wte : try linear("lm_head.weight", transposed: false)
         parameterCount = config.parameterLayout.reduce(0) { $0 + $1.shape.reduce(1, *) }
         self.maxBatch = max(1, min(maxBatch, config.nPositions))
         ws = Workspace(config: config, batch: self.maxBatch, threads: pool.threadCount)
+        q8ws = Q8Workspace(maxRows: self.maxBatch, maxCols: max(config.nEmbd, config.innerSize), threads: pool.threadCount)
+        var bytes = wte.bytes + wpe.count * 4 + lnfW.count * 8
+        if !config.tieWordEmbeddings { bytes += lmHead.bytes }
+        for l in layers {
+            bytes += l.attnW.bytes + l.projW.bytes + l.fcW.bytes + l.fcProjW.bytes
+            bytes += (l.ln1w.count * 4 + l.attnB.count + l.projB.count + l.fcB.count + l.fcProjB.count) * 4
+        }
+        weightBytes = bytes
     }
 
-    /// Loads a Hugging Face GPT-2 folder; tensor names with or without the `transformer.` prefix.
-    public convenience init(folder: ModelFolder, maxBatch: Int = 512, pool: ThreadPool = Threads.shared) throws {
+    /// Loads a Hugging Face GPT-2 folder (float or swift-lm Q8); tensor names with or without the
+    /// `transformer.` prefix.
+    public convenience init(folder: ModelFolder, maxBatch: Int = 512, pool: ThreadPool = Threads.shared,
+                            quantize: Bool = false) throws {
         let config = try folder.decodeConfig(GPT2Config.self)
         try config.validate()
         let source = SafeTensorsWeightSource(file: try folder.openWeights(), optionalPrefixes: ["transformer."])
-        try self.init(config: config, source: source, maxBatch: maxBatch, pool: pool)
+        try self.init(config: config, source: source, maxBatch: maxBatch, pool: pool, quantize: quantize)
     }
 
     /// A model with random weights (N(0, 0.02²) matrices, unit LayerNorm scales, zero biases),
-    /// for benchmarks and tests.
-    public convenience init(randomWith config: GPT2Config, seed: UInt64, pool: ThreadPool = Threads.shared) throws {
-        try self.init(config: config, source: RandomWeightSource(seed: seed), pool: pool)
+    /// for benchmarks and tests; `quantize` makes its linear layers Q8.
+    public convenience init(randomWith config: GPT2Config, seed: UInt64, pool: ThreadPool = Threads.shared,
+                            quantize: Bool = false) throws {
+        try self.init(config: config, source: RandomWeightSource(seed: seed), pool: pool, quantize: quantize)
     }
 
     public func makeCache(capacity: Int?) -> KVCache {
@@ -268,8 +281,7 @@ public final class GPT2Model: CausalLanguageModel, @unchecked Sendable {
             layerNormForward(out: ws.h.data, mean: nil, rstd: nil, inp: ws.x.data + first * C,
                              weight: lnfW.data, bias: lnfB.data, N: n, C: C, eps: config.layerNormEpsilon, pool: pool)
             let dest = allLogits ? ws.logits.data + done * V : ws.logits.data
-            matmulForward(out: dest, inp: ws.h.data, weight: lmHead.data, bias: nil,
-                          N: n, C: C, OC: V, layout: .outIn, pool: pool)
+            lmHead.forward(out: dest, inp: ws.h.data, bias: nil, N: n, workspace: q8ws, pool: pool)
         }
         return UnsafeMutableBufferPointer(start: ws.logits.data, count: rows * V)
     }
@@ -281,38 +293,32 @@ public final class GPT2Model: CausalLanguageModel, @unchecked Sendable {
         let P = cache.length
         let x = ws.x.data, h = ws.h.data, qkv = ws.qkv.data, att = ws.att.data, fc = ws.fc.data
         let eps = config.layerNormEpsilon
-        ws.ids.withUnsafeBufferPointer { ids in
-            embeddingForward(out: x, tokens: ids.baseAddress!, tokenTable: wte.data, positionTable: wpe.data,
-                             startPosition: P, T: B, C: C)
+        for t in 0..<B {
+            let row = x + t * C, pos = wpe.data + (P + t) * C
+            wte.row(Int(ws.ids[t]), into: row)
+            for c in 0..<C { row[c] += pos[c] }
         }
         let dims = AttentionDims(T: B, L: P + B, NH: NH, KVH: NH, HS: HS,
                                  qStride: 3 * C, kvStride: C, outStride: C, causal: true)
         for (l, w) in layers.enumerated() {
             layerNormForward(out: h, mean: nil, rstd: nil, inp: x, weight: w.ln1w.data, bias: w.ln1b.data,
                              N: B, C: C, eps: eps, pool: pool)
-            matmulForward(out: qkv, inp: h, weight: w.attnW.data, bias: w.attnB.data,
-                          N: B, C: C, OC: 3 * C, layout: .outIn, pool: pool)
+            w.attnW.forward(out: qkv, inp: h, bias: w.attnB.data, N: B, workspace: q8ws, pool: pool)
             let kc = cache.keys(l), vc = cache.values(l)
             for t in 0..<B {
                 (kc + (P + t) * C).update(from: qkv + t * 3 * C + C, count: C)
                 (vc + (P + t) * C).update(from: qkv + t * 3 * C + 2 * C, count: C)
             }
             attentionForward(out: att, q: qkv, k: kc, v: vc, scratch: ws.scratch.data, dims: dims, pool: pool)
-            matmulForward(out: x, inp: att, weight: w.projW.data, bias: w.projB.data,
-                          N: B, C: C, OC: C, layout: .outIn, accumulate: true, pool: pool)
+            w.projW.forward(out: x, inp: att, bias: w.projB.data, N: B, accumulate: true, workspace: q8ws, pool: pool)
             layerNormForward(out: h, mean: nil, rstd: nil, inp: x, weight: w.ln2w.data, bias: w.ln2b.data,
                              N: B, C: C, eps: eps, pool: pool)
-            matmulForward(out: fc, inp: h, weight: w.fcW.data, bias: w.fcB.data,
-                          N: B, C: C, OC: F, layout: .outIn, pool: pool)
+            w.fcW.forward(out: fc, inp: h, bias: w.fcB.data, N: B, workspace: q8ws, pool: pool)
             geluForward(out: fc, inp: fc, n: B * F, kind: gelu, pool: pool)
-            matmulForward(out: x, inp: fc, weight: w.fcProjW.data, bias: w.fcProjB.data,
-                          N: B, C: F, OC: C, layout: .outIn, accumulate: true, pool: pool)
+            w.fcProjW.forward(out: x, inp: fc, bias: w.fcProjB.data, N: B, accumulate: true, workspace: q8ws, pool: pool)
         }
         cache.advance(by: B)
     }
-
-    /// Weight bytes (float32), tied tensors counted once.
-    public var weightBytes: Int { parameterCount * 4 }
 }
 
 extension GPT2Config {

@@ -8,6 +8,12 @@ import LMCore
 public protocol WeightSource {
     func tensor(_ name: String, shape: [Int]) throws -> Tensor
     func done(with name: String)
+    /// The Q8 form of `name` ((out, in) = rows × cols), if the source holds one.
+    func q8(_ name: String, rows: Int, cols: Int) throws -> Q8Matrix?
+}
+
+extension WeightSource {
+    public func q8(_ name: String, rows: Int, cols: Int) throws -> Q8Matrix? { nil }
 }
 
 /// Tensors from a safetensors file, trying each name prefix in turn
@@ -40,6 +46,15 @@ public struct SafeTensorsWeightSource: WeightSource {
 
     public func done(with name: String) {
         if let found = resolve(name) { file.release(found) }
+    }
+
+    public func q8(_ name: String, rows: Int, cols: Int) throws -> Q8Matrix? {
+        var candidates = [name]
+        for p in optionalPrefixes where name.hasPrefix(p) { candidates.append(String(name.dropFirst(p.count))) }
+        for candidate in candidates {
+            if let m = try Q8Storage.load(file, name: candidate, rows: rows, cols: cols) { return m }
+        }
+        return nil
     }
 }
 
