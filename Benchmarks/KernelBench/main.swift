@@ -90,3 +90,24 @@ for (M, K, N) in [(512, 768, 3072), (512, 3072, 768), (768, 128, 384), (768, 128
                  M, K, N, flops / bestOwn / 1e9, flops / bestSplit / 1e9))
 }
 BLAS.setThreads(threads)
+
+// Q8 GEMV (decode) on the same shapes, weights cold.
+let q8ws = Q8Workspace(maxRows: 1, maxCols: 4 * C, threads: pool.threadCount)
+for s in shapes where s.layout == .inOut || s.name.hasPrefix("head") {
+    let rows = s.layout == .inOut ? s.OC : s.OC, cols = s.layout == .inOut ? s.C : s.C
+    let mats = (0..<s.copies).map { _ -> Q8Matrix in
+        let t = Tensor(zeros: [rows, cols])
+        rng.fillNormal(t.buffer, std: 0.02)
+        return Q8Matrix.quantize(t.data, rows: rows, cols: cols)
+    }
+    let x = Tensor(zeros: [cols]); rng.fillNormal(x.buffer, std: 1)
+    let y = Tensor(zeros: [rows])
+    var best = Double.infinity
+    for _ in 0..<5 {
+        let t0 = now()
+        for m in mats { q8MatmulForward(out: y.data, inp: x.data, weight: m, bias: nil, N: 1, workspace: q8ws, pool: pool) }
+        best = min(best, now() - t0)
+    }
+    let bytes = Double(mats.reduce(0) { $0 + $1.bytes })
+    print(String(format: "q8 gemv %@: %.1f GB/s (%.3f ms per matrix)", s.name, bytes / best / 1e9, best / Double(s.copies) * 1e3))
+}

@@ -46,37 +46,61 @@ static inline float hsum(__m256 v) {
 
 static inline float f16(uint16_t h) { return _cvtsh_ss(h); }
 
+// Horizontal sums of eight accumulators, as one vector (lane k = sum of a_k).
+static inline __m256 hsum8(__m256 a0, __m256 a1, __m256 a2, __m256 a3, __m256 a4, __m256 a5, __m256 a6, __m256 a7) {
+    const __m256 s01 = _mm256_hadd_ps(a0, a1), s23 = _mm256_hadd_ps(a2, a3);
+    const __m256 s45 = _mm256_hadd_ps(a4, a5), s67 = _mm256_hadd_ps(a6, a7);
+    const __m256 s0123 = _mm256_hadd_ps(s01, s23), s4567 = _mm256_hadd_ps(s45, s67);
+    // lanes: [0123 low halves | 0123 high halves] and the same for 4567
+    const __m256 lo = _mm256_permute2f128_ps(s0123, s4567, 0x20);
+    const __m256 hi = _mm256_permute2f128_ps(s0123, s4567, 0x31);
+    return _mm256_add_ps(lo, hi);
+}
+
+// Lane k of the result = the full sum of the eight int32 lanes of p_k.
+static inline __m256i hsum8_epi32(__m256i p0, __m256i p1, __m256i p2, __m256i p3,
+                                  __m256i p4, __m256i p5, __m256i p6, __m256i p7) {
+    const __m256i s01 = _mm256_hadd_epi32(p0, p1), s23 = _mm256_hadd_epi32(p2, p3);
+    const __m256i s45 = _mm256_hadd_epi32(p4, p5), s67 = _mm256_hadd_epi32(p6, p7);
+    const __m256i s0123 = _mm256_hadd_epi32(s01, s23), s4567 = _mm256_hadd_epi32(s45, s67);
+    const __m256i lo = _mm256_permute2x128_si256(s0123, s4567, 0x20);
+    const __m256i hi = _mm256_permute2x128_si256(s0123, s4567, 0x31);
+    return _mm256_add_epi32(lo, hi);
+}
+
+#define Q8_DOT(k) dot32(_mm256_loadu_si256((const __m256i *)(x + (k) * LM_Q8_BLOCK)), \
+                        _mm256_loadu_si256((const __m256i *)(w + (k) * LM_Q8_BLOCK)))
+
+// One row: groups of eight blocks are reduced to eight integer sums in one vector, which is
+// scaled by the eight weight scales × activation scales at once.
+static inline float q8_row_dot(const int8_t *wrow, const uint16_t *drow, const int8_t *xq, const float *xd, size_t nb) {
+    __m256 acc = _mm256_setzero_ps();
+    size_t b = 0;
+    for (; b + 8 <= nb; b += 8) {
+        const int8_t *w = wrow + b * LM_Q8_BLOCK, *x = xq + b * LM_Q8_BLOCK;
+        const __m256i sums = hsum8_epi32(Q8_DOT(0), Q8_DOT(1), Q8_DOT(2), Q8_DOT(3),
+                                         Q8_DOT(4), Q8_DOT(5), Q8_DOT(6), Q8_DOT(7));
+        const __m256 scales = _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(drow + b))),
+                                            _mm256_loadu_ps(xd + b));
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums), scales, acc);
+    }
+    float total = hsum(acc);
+    for (; b < nb; b++) {
+        const __m256i p = dot32(_mm256_loadu_si256((const __m256i *)(xq + b * LM_Q8_BLOCK)),
+                                _mm256_loadu_si256((const __m256i *)(wrow + b * LM_Q8_BLOCK)));
+        __m128i s4 = _mm_add_epi32(_mm256_extracti128_si256(p, 1), _mm256_castsi256_si128(p));
+        s4 = _mm_hadd_epi32(s4, s4);
+        s4 = _mm_hadd_epi32(s4, s4);
+        total += (float)_mm_cvtsi128_si32(s4) * f16(drow[b]) * xd[b];
+    }
+    return total;
+}
+
 void lm_q8_gemv(float *y, const int8_t *wq, const uint16_t *wd, size_t cols, size_t r0, size_t r1,
                 const int8_t *xq, const float *xd, const float *bias, int accumulate) {
     const size_t nb = cols / LM_Q8_BLOCK;
-    size_t r = r0;
-    for (; r + 4 <= r1; r += 4) {
-        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-        const int8_t *w0 = wq + r * cols, *w1 = w0 + cols, *w2 = w1 + cols, *w3 = w2 + cols;
-        const uint16_t *d0 = wd + r * nb, *d1 = d0 + nb, *d2 = d1 + nb, *d3 = d2 + nb;
-        for (size_t b = 0; b < nb; b++) {
-            const __m256i x = _mm256_loadu_si256((const __m256i *)(xq + b * LM_Q8_BLOCK));
-            const float s = xd[b];
-            a0 = _mm256_fmadd_ps(_mm256_set1_ps(f16(d0[b]) * s), _mm256_cvtepi32_ps(dot32(x, _mm256_loadu_si256((const __m256i *)(w0 + b * LM_Q8_BLOCK)))), a0);
-            a1 = _mm256_fmadd_ps(_mm256_set1_ps(f16(d1[b]) * s), _mm256_cvtepi32_ps(dot32(x, _mm256_loadu_si256((const __m256i *)(w1 + b * LM_Q8_BLOCK)))), a1);
-            a2 = _mm256_fmadd_ps(_mm256_set1_ps(f16(d2[b]) * s), _mm256_cvtepi32_ps(dot32(x, _mm256_loadu_si256((const __m256i *)(w2 + b * LM_Q8_BLOCK)))), a2);
-            a3 = _mm256_fmadd_ps(_mm256_set1_ps(f16(d3[b]) * s), _mm256_cvtepi32_ps(dot32(x, _mm256_loadu_si256((const __m256i *)(w3 + b * LM_Q8_BLOCK)))), a3);
-        }
-        float v[4] = {hsum(a0), hsum(a1), hsum(a2), hsum(a3)};
-        for (int k = 0; k < 4; k++) {
-            float t = v[k] + (bias ? bias[r + k] : 0.0f);
-            y[r + k] = accumulate ? y[r + k] + t : t;
-        }
-    }
-    for (; r < r1; r++) {
-        __m256 a = _mm256_setzero_ps();
-        const int8_t *w = wq + r * cols;
-        const uint16_t *d = wd + r * nb;
-        for (size_t b = 0; b < nb; b++) {
-            const __m256i x = _mm256_loadu_si256((const __m256i *)(xq + b * LM_Q8_BLOCK));
-            a = _mm256_fmadd_ps(_mm256_set1_ps(f16(d[b]) * xd[b]), _mm256_cvtepi32_ps(dot32(x, _mm256_loadu_si256((const __m256i *)(w + b * LM_Q8_BLOCK)))), a);
-        }
-        float t = hsum(a) + (bias ? bias[r] : 0.0f);
+    for (size_t r = r0; r < r1; r++) {
+        float t = q8_row_dot(wq + r * cols, wd + r * nb, xq, xd, nb) + (bias ? bias[r] : 0.0f);
         y[r] = accumulate ? y[r] + t : t;
     }
 }

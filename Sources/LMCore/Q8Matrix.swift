@@ -126,14 +126,20 @@ public final class Q8Workspace: @unchecked Sendable {
     let tiles: TensorStorage               // threads × tileRows × maxCols
     let tileRows = 256
     let threads: Int
+    /// A whole dequantized matrix of up to `maxMatrix` floats (batched products of layers
+    /// that fit; larger ones such as an LM head go tile by tile).
+    let matrix: TensorStorage
+    public let maxMatrix: Int
 
-    public init(maxRows: Int, maxCols: Int, threads: Int) {
+    public init(maxRows: Int, maxCols: Int, threads: Int, maxMatrix: Int = 0) {
         self.maxRows = max(1, maxRows)
         self.maxCols = Q8Matrix.padded(max(1, maxCols))
         self.threads = threads
+        self.maxMatrix = maxMatrix
         xq = .allocate(capacity: self.maxRows * self.maxCols)
         xd = .allocate(capacity: self.maxRows * self.maxCols / Q8Matrix.blockSize)
         tiles = TensorStorage(count: threads * tileRows * self.maxCols)
+        matrix = TensorStorage(count: max(1, maxMatrix))
     }
 
     deinit { xq.deallocate(); xd.deallocate() }
@@ -158,9 +164,10 @@ public func q8QuantizeRowRef(_ x: UnsafePointer<Float>, q: UnsafeMutablePointer<
 ///
 /// One row (decoding): the activations are quantized per block and each thread takes a
 /// contiguous range of weight rows (int8 dot products, `lm_q8_gemv`): the weights stream once,
-/// at a quarter of the float bytes. Several rows (prefill): weight rows are dequantized in tiles
-/// of 256 and multiplied with `sgemm`, tiles fixed by the shape so results do not depend on the
-/// thread count.
+/// at about a quarter of the float bytes. Several rows (prefill): the matrix is dequantized into
+/// the workspace and multiplied with the float `gemm` (AVX2 has no int8 product faster than
+/// float FMA); matrices larger than the workspace go in tiles of 256 rows fixed by the shape,
+/// so results never depend on the thread count.
 public func q8MatmulForward(out: UnsafeMutablePointer<Float>, inp: UnsafePointer<Float>, weight w: Q8Matrix,
                             bias: UnsafePointer<Float>?, N: Int, accumulate: Bool = false,
                             workspace ws: Q8Workspace, pool: ThreadPool) {
@@ -182,7 +189,17 @@ public func q8MatmulForward(out: UnsafeMutablePointer<Float>, inp: UnsafePointer
         }
         return
     }
-    // Batched: out[:, tile] = inp · dequant(W[tile])ᵀ, tile by tile.
+    if OC * K <= ws.maxMatrix {
+        // Batched: the whole matrix dequantized once (split across threads), then one float GEMM.
+        let m = ws.matrix.base
+        pool.parallelFor(OC, grain: 16) { r in
+            lm_q8_dequantize_rows(m + r.lowerBound * K, K, w.q, w.scales, K, r.lowerBound, r.upperBound)
+        }
+        matmulForward(out: out, inp: inp, weight: m, bias: bias, N: N, C: C, OC: OC, layout: .outIn,
+                      accumulate: accumulate, pool: pool, ldw: K)
+        return
+    }
+    // Batched, too large for the buffer: out[:, tile] = inp · dequant(W[tile])ᵀ, tile by tile.
     let tileRows = ws.tileRows
     let tiles = (OC + tileRows - 1) / tileRows
     let threads = pool.threadCount

@@ -29,6 +29,8 @@ struct BenchCommand: ParsableCommand {
     var tg: Int = 128
     @Option(help: "Measured runs per test (after one warm-up).")
     var reps: Int = 5
+    @Option(help: "Weights: fp32 (default) or int8 (Q8 blocks; a float model is quantized as it loads).")
+    var quant: String = "fp32"
     @Flag(help: "Print one JSON object.")
     var json = false
     @OptionGroup var threads: ThreadOptions
@@ -39,6 +41,7 @@ struct BenchCommand: ParsableCommand {
             throw LMError(.invalidArgument, "--random \(random) is not a known shape (known: \(GPT2Config.presets.keys.sorted().joined(separator: ", ")))")
         }
         if pp < 1 || tg < 1 || reps < 1 { throw LMError(.invalidArgument, "--pp, --tg and --reps must be ≥ 1") }
+        if quant != "fp32" && quant != "int8" { throw LMError(.invalidArgument, "--quant \(quant): use fp32 or int8") }
     }
 
     func run() throws {
@@ -47,11 +50,11 @@ struct BenchCommand: ParsableCommand {
         let name: String
         if let random {
             printError("building \(random) with random weights…")
-            lm = try GPT2Model(randomWith: GPT2Config.presets[random]!, seed: 0, pool: pool)
-            name = "\(random) (random)"
+            lm = try GPT2Model(randomWith: GPT2Config.presets[random]!, seed: 0, pool: pool, quantize: quant == "int8")
+            name = "\(random) (random\(quant == "int8" ? ", int8" : ""))"
         } else {
-            lm = try ModelRegistry.loadCausalLM(folder: model!, pool: pool)
-            name = model!
+            lm = try ModelRegistry.loadCausalLM(folder: model!, pool: pool, quantize: quant == "int8")
+            name = model! + (quant == "int8" ? " (int8)" : "")
         }
         guard pp <= lm.contextLength, tg <= lm.contextLength else {
             throw LMError(.invalidArgument, "--pp \(pp) / --tg \(tg) exceed the model's context of \(lm.contextLength)")
@@ -85,7 +88,7 @@ struct BenchCommand: ParsableCommand {
                 _ = try lm.forward(tokens: UnsafeBufferPointer(start: step, count: 1), cache: cache, allLogits: false)
             }
         }
-        let weightsMiB = Double(lm.parameterCount * 4) / 1_048_576
+        let weightsMiB = Double((lm as? GPT2Model)?.weightBytes ?? lm.parameterCount * 4) / 1_048_576
         let kvMiB = Double(cache.bytes) / 1_048_576
         let rssMiB = Double(peakRSSBytes()) / 1_048_576
         func summary(_ r: [Double]) -> [String: Any] {

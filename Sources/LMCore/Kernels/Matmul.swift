@@ -10,11 +10,12 @@ public enum WeightLayout: Sendable {
 ///
 /// N = 1 (decoding) runs swift-lm's own GEMV, parallel over output columns so each weight is
 /// streamed once and the result does not depend on the thread count; N > 1 runs `gemm`.
+/// `ldw` is the weight's row stride when it differs from its logical width (padded rows).
 public func matmulForward(out: UnsafeMutablePointer<Float>, inp: UnsafePointer<Float>,
                           weight: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
                           N: Int, C: Int, OC: Int, layout: WeightLayout,
-                          accumulate: Bool = false, pool: ThreadPool) {
-    if N == 1 {
+                          accumulate: Bool = false, pool: ThreadPool, ldw: Int? = nil) {
+    if N == 1 && ldw == nil {
         switch layout {
         case .inOut: gemvInOut(out: out, x: inp, weight: weight, bias: bias, C: C, OC: OC, accumulate: accumulate, pool: pool)
         case .outIn: gemvOutIn(out: out, x: inp, weight: weight, bias: bias, C: C, OC: OC, accumulate: accumulate, pool: pool)
@@ -35,9 +36,9 @@ public func matmulForward(out: UnsafeMutablePointer<Float>, inp: UnsafePointer<F
     }
     switch layout {
     case .inOut:
-        gemm(M: N, N: OC, K: C, A: inp, lda: C, B: weight, ldb: OC, beta: beta, C: out, ldc: OC, pool: pool)
+        gemm(M: N, N: OC, K: C, A: inp, lda: C, B: weight, ldb: ldw ?? OC, beta: beta, C: out, ldc: OC, pool: pool)
     case .outIn:
-        gemm(transB: true, M: N, N: OC, K: C, A: inp, lda: C, B: weight, ldb: C, beta: beta, C: out, ldc: OC, pool: pool)
+        gemm(transB: true, M: N, N: OC, K: C, A: inp, lda: C, B: weight, ldb: ldw ?? C, beta: beta, C: out, ldc: OC, pool: pool)
     }
 }
 
