@@ -8,7 +8,7 @@ let targetCPU = ProcessInfo.processInfo.environment["LM_TARGET_CPU"] ?? "haswell
 let optimized: [SwiftSetting] = [.unsafeFlags(["-target-cpu", targetCPU])]
 
 // Dependencies point one way (see README "Layout"):
-// CBLAS, CSentencePiece → LMCore → LMTokenizers, LMModels → LMGeneration, LMTraining → lm
+// CBLAS, CSentencePiece, CKernels → LMCore → LMTokenizers, LMModels → LMGeneration, LMTraining, LMQuant → lm
 let package = Package(
     name: "swift-lm",
     products: [
@@ -18,6 +18,7 @@ let package = Package(
         .library(name: "LMModels", targets: ["LMModels"]),
         .library(name: "LMGeneration", targets: ["LMGeneration"]),
         .library(name: "LMTraining", targets: ["LMTraining"]),
+        .library(name: "LMQuant", targets: ["LMQuant"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -69,10 +70,15 @@ let package = Package(
             dependencies: ["LMCore", "LMModels", "LMTokenizers", "CKernels"],
             swiftSettings: optimized
         ),
+        .target(
+            name: "LMQuant",
+            dependencies: ["LMCore", "LMModels", "LMTokenizers"],
+            swiftSettings: optimized
+        ),
         .executableTarget(
             name: "lm",
             dependencies: [
-                "LMCore", "LMTokenizers", "LMModels", "LMGeneration", "LMTraining",
+                "LMCore", "LMTokenizers", "LMModels", "LMGeneration", "LMTraining", "LMQuant",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: optimized
@@ -97,6 +103,7 @@ let package = Package(
         .testTarget(name: "LMModelsTests", dependencies: ["LMModels", "LMTestSupport"]),
         .testTarget(name: "LMGenerationTests", dependencies: ["LMGeneration", "LMTestSupport"]),
         .testTarget(name: "LMTrainingTests", dependencies: ["LMTraining", "LMTestSupport"]),
+        .testTarget(name: "LMQuantTests", dependencies: ["LMQuant", "LMTestSupport"]),
         .testTarget(name: "lmTests", dependencies: ["LMTestSupport", "LMModels"]),
     ],
     swiftLanguageModes: [.v5]

@@ -102,6 +102,12 @@ public enum FileIO {
         }
     }
 
+    /// Copies a file atomically (the destination is replaced only when the copy is complete).
+    public static func copyAtomically(_ from: String, _ to: String) throws {
+        let data = try MappedFile(path: from)
+        try writeAtomically(to) { fd in try writeAll(fd, data.bytes, path: to) }
+    }
+
     public static func readString(_ path: String) throws -> String {
         let f = try MappedFile(path: path)
         return String(decoding: f.bytes, as: UTF8.self)

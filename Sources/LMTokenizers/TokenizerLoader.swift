@@ -23,6 +23,19 @@ import LMCore
 /// let sp = try TokenizerLoader.load(path: "llama-tiny/tokenizer.model")
 /// ```
 public enum TokenizerLoader {
+    /// The files that make up a tokenizer in a model folder (any of them may be absent).
+    public static let fileNames = ["tokenizer.json", "tokenizer.model", "vocab.json", "merges.txt", "vocab.txt",
+                                   "tokenizer_config.json", "special_tokens_map.json"]
+
+    /// Copies a model folder's tokenizer files into another folder (models that travel keep
+    /// their tokenizer).
+    public static func copyTokenizerFiles(from dir: String, to dest: String) throws {
+        guard dir != dest else { return }
+        for f in fileNames where FileIO.exists(dir + "/" + f) {
+            try FileIO.copyAtomically(dir + "/" + f, dest + "/" + f)
+        }
+    }
+
     /// Loads the tokenizer at `path` (a folder or a file), or throws an error that says what
     /// was expected.
     public static func load(path: String) throws -> any Tokenizer {

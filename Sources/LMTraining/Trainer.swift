@@ -253,18 +253,12 @@ public final class Trainer {
         }
     }
 
-    static let tokenizerFiles = ["tokenizer.json", "tokenizer.model", "vocab.json", "merges.txt", "vocab.txt",
-                                 "tokenizer_config.json", "special_tokens_map.json"]
-
     static func copyTokenizerFiles(from dir: String, to dest: String) throws {
-        for f in tokenizerFiles where FileIO.exists(dir + "/" + f) && dir != dest {
-            try copyFile(dir + "/" + f, dest + "/" + f)
-        }
+        try TokenizerLoader.copyTokenizerFiles(from: dir, to: dest)
     }
 
     static func copyFile(_ from: String, _ to: String) throws {
-        let data = try MappedFile(path: from)
-        try FileIO.writeAtomically(to) { fd in try FileIO.writeAll(fd, data.bytes, path: to) }
+        try FileIO.copyAtomically(from, to)
     }
 
     /// MemAvailable from /proc/meminfo, in bytes.

@@ -24,6 +24,8 @@ struct LM: ParsableCommand {
             BenchCommand.self,
             TrainCommand.self,
             FinetuneCommand.self,
+            QuantizeCommand.self,
+            EvalCommand.self,
             TokenizeCommand.self,
             TokenizerCommand.self,
         ]

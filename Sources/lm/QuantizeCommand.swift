@@ -1,0 +1,192 @@
+import ArgumentParser
+import Foundation
+import LMCore
+import LMModels
+import LMQuant
+import LMTokenizers
+
+/// The held-out text shared by `lm quantize --report` and `lm eval`.
+struct CorpusOptions: ParsableArguments {
+    @Option(help: "Held-out text to score (UTF-8).")
+    var corpus: String?
+    @Option(name: .customLong("split-from"), help: "Score only the text after this fraction (0.9 = the last 10 %, lm train's validation split).")
+    var splitFrom: Double = 0
+    @Option(help: "Window length (default: the model's context).")
+    var context: Int?
+    @Option(name: .customLong("max-chunks"), help: "Score at most this many windows.")
+    var maxChunks: Int?
+
+    func validate() throws {
+        guard splitFrom >= 0 && splitFrom < 1 else { throw LMError(.invalidArgument, "--split-from \(splitFrom) must be in [0, 1)") }
+        if let maxChunks, maxChunks < 1 { throw LMError(.invalidArgument, "--max-chunks must be ≥ 1") }
+    }
+
+    /// The corpus tokenized with the model folder's tokenizer, from `splitFrom` on.
+    func tokens(modelFolder: String) throws -> [Int] {
+        guard let corpus else { throw LMError(.invalidArgument, "give --corpus FILE: a held-out text to score") }
+        guard let tok = try TokenizerLoader.find(inModelFolder: modelFolder) else {
+            throw LMError(.fileNotFound, "'\(modelFolder)' has no tokenizer, so it cannot read --corpus text")
+        }
+        let text = try FileIO.readString(corpus)
+        guard !text.isEmpty else { throw LMError(.invalidInput, "corpus '\(corpus)' is empty") }
+        let ids = try tok.encode(text)
+        return Array(ids[Int(Double(ids.count) * splitFrom)...])
+    }
+}
+
+struct QuantizeCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "quantize",
+        abstract: "Write the int8 (Q8) form of a model, with an optional quality report.",
+        discussion: """
+        Linear layers, the token embedding and the LM head become blocks of 32 int8 weights with a
+        float16 scale (llama.cpp's Q8_0 layout); the rest stays float32. Every inference command
+        loads the result like any model. --report scores the float and int8 models on held-out
+        text in one pass: size, perplexity change, mean KL divergence, top-1 agreement.
+
+        Examples:
+          lm quantize --model models/shakespeare --out models/shakespeare-int8
+          lm quantize --model models/shakespeare --out /tmp/q --report --corpus ../shared/data/tinyshakespeare/input.txt --split-from 0.9 --json
+          lm quantize --random gpt2-124m --max-chunks 4
+        """
+    )
+
+    @Option(help: "The float model folder.")
+    var model: String?
+    @Option(help: "Where to write the int8 model folder.")
+    var out: String?
+    @Option(help: "Instead of a folder: compare a random model of this shape (gpt2-124m, …) with its int8 form on random tokens (nothing is written).")
+    var random: String?
+    @Flag(help: "Score the float and int8 models on --corpus.")
+    var report = false
+    @OptionGroup var corpus: CorpusOptions
+    @Flag(help: "Print one JSON object as the last line.")
+    var json = false
+    @OptionGroup var threads: ThreadOptions
+
+    func validate() throws {
+        if random == nil && (model == nil || out == nil) {
+            throw LMError(.invalidArgument, "give --model DIR and --out DIR (or --random NAME for a comparison on a random model)")
+        }
+        if let random, GPT2Config.presets[random] == nil {
+            throw LMError(.invalidArgument, "--random \(random) is not a known shape (known: \(GPT2Config.presets.keys.sorted().joined(separator: ", ")))")
+        }
+    }
+
+    func run() throws {
+        let pool = threads.apply()
+        if let random {
+            try compareRandom(random, pool: pool)
+            return
+        }
+        let model = self.model!, out = self.out!
+        if report && corpus.corpus == nil {
+            throw LMError(.invalidArgument, "--report needs --corpus FILE: a held-out text to score both models on")
+        }
+        let t0 = Date()
+        let summary = try ModelQuantizer.quantize(folder: model, to: out)
+        printError(String(format: "wrote %@: %d tensors int8, %.1f MiB → %.1f MiB (%.1f %%) in %.1f s", out,
+                          summary.quantizedTensors, Double(summary.inputBytes) / 1_048_576,
+                          Double(summary.outputBytes) / 1_048_576, summary.sizeRatio * 100, Date().timeIntervalSince(t0)))
+        var result: [String: Any] = ["size_ratio": summary.sizeRatio, "input_bytes": summary.inputBytes,
+                                     "output_bytes": summary.outputBytes]
+        if report {
+            let fp32 = try ModelRegistry.loadCausalLM(folder: model, pool: pool)
+            let int8 = try ModelRegistry.loadCausalLM(folder: out, pool: pool)
+            let ids = try corpus.tokens(modelFolder: model)
+            let context = corpus.context ?? fp32.contextLength
+            let c = try QuantizeCommand.score(fp32, int8, ids, context: context, maxChunks: corpus.maxChunks)
+            QuantizeCommand.printReport(c, fp32Bytes: summary.inputBytes, int8Bytes: summary.outputBytes, context: context)
+            QuantizeCommand.add(c, to: &result)
+        }
+        if json { print(jsonLine(result)) }
+    }
+
+    /// fp32 vs int8 of a random model on random tokens (seeded).
+    func compareRandom(_ name: String, pool: ThreadPool) throws {
+        let config = GPT2Config.presets[name]!
+        printError("building \(name) with random weights, float and int8…")
+        let fp32 = try GPT2Model(randomWith: config, seed: 0, pool: pool)
+        let int8 = try GPT2Model(randomWith: config, seed: 0, pool: pool, quantize: true)
+        let context = corpus.context ?? min(config.nPositions, 512)
+        let windows = corpus.maxChunks ?? 4
+        var rng = SeededRNG(seed: 7)
+        let ids = (0..<(context * windows)).map { _ in rng.nextInt(below: config.vocabSize) }
+        let c = try QuantizeCommand.score(fp32, int8, ids, context: context, maxChunks: windows)
+        QuantizeCommand.printReport(c, fp32Bytes: fp32.weightBytes, int8Bytes: int8.weightBytes, context: context)
+        var result: [String: Any] = ["size_ratio": Double(int8.weightBytes) / Double(fp32.weightBytes)]
+        QuantizeCommand.add(c, to: &result)
+        if json { print(jsonLine(result)) }
+    }
+
+    static func score(_ a: any CausalLanguageModel, _ b: any CausalLanguageModel, _ ids: [Int], context: Int,
+                      maxChunks: Int?) throws -> Perplexity.Comparison {
+        let bar = ProgressBar(total: 100, label: "scoring")
+        let c = try Perplexity.compare(reference: a, candidate: b, tokens: ids, context: context, maxChunks: maxChunks) { done, total in
+            bar.update(done * 100 / total, fields: ["\(done)/\(total) windows"])
+        }
+        bar.finish()
+        return c
+    }
+
+    static func printReport(_ c: Perplexity.Comparison, fp32Bytes: Int, int8Bytes: Int, context: Int) {
+        print("| model | size | perplexity | Δ perplexity | mean KL | top-1 agreement |")
+        print("| --- | ---: | ---: | ---: | ---: | ---: |")
+        print(String(format: "| fp32 | %.1f MiB | %.4f | | | |", Double(fp32Bytes) / 1_048_576, c.reference.perplexity))
+        print(String(format: "| int8 | %.1f MiB (%.1f %%) | %.4f | %+.3f %% | %.6f | %.2f %% |", Double(int8Bytes) / 1_048_576,
+                     Double(int8Bytes) / Double(fp32Bytes) * 100, c.candidate.perplexity, c.changePercent, c.meanKLD,
+                     c.top1Agreement * 100))
+        printError("scored \(c.reference.scoredTokens) tokens in \(c.reference.chunks) windows of \(context)")
+    }
+
+    static func add(_ c: Perplexity.Comparison, to result: inout [String: Any]) {
+        result["ppl_fp32"] = c.reference.perplexity
+        result["ppl_int8"] = c.candidate.perplexity
+        result["ppl_change_percent"] = c.changePercent
+        result["mean_kld"] = c.meanKLD
+        result["top1_agreement"] = c.top1Agreement
+        result["scored_tokens"] = c.reference.scoredTokens
+    }
+}
+
+struct EvalCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "eval",
+        abstract: "Measure a model's perplexity on a text (float or int8 models).",
+        discussion: """
+        Like llama.cpp's perplexity tool: the tokens are cut into windows of the model's context,
+        each window runs from an empty cache and its second half is scored.
+
+        Example:
+          lm eval --model models/shakespeare --corpus ../shared/data/tinyshakespeare/input.txt --split-from 0.9
+        """
+    )
+
+    @Option(help: "Model folder.")
+    var model: String?
+    @OptionGroup var corpus: CorpusOptions
+    @Flag(help: "Print one JSON object as the last line.")
+    var json = false
+    @OptionGroup var threads: ThreadOptions
+
+    func run() throws {
+        let pool = threads.apply()
+        let folder = try model ?? BundledModels.path(BundledModels.defaultGenerator)
+        let lm = try ModelRegistry.loadCausalLM(folder: folder, pool: pool)
+        let ids = try corpus.tokens(modelFolder: folder)
+        let context = corpus.context ?? lm.contextLength
+        let bar = ProgressBar(total: 100, label: "scoring")
+        let t0 = Date()
+        let r = try Perplexity.evaluate(lm, tokens: ids, context: context, maxChunks: corpus.maxChunks) { done, total in
+            bar.update(done * 100 / total, fields: ["\(done)/\(total) windows"])
+        }
+        bar.finish()
+        let dt = Date().timeIntervalSince(t0)
+        print(String(format: "perplexity %.4f (mean NLL %.4f nats) over %d tokens in %d windows of %d", r.perplexity, r.meanNLL, r.scoredTokens, r.chunks, context))
+        printError(String(format: "%.1f s, %.0f tokens/s", dt, Double(r.chunks * context) / dt))
+        if json {
+            print(jsonLine(["perplexity": r.perplexity, "mean_nll": r.meanNLL, "scored_tokens": r.scoredTokens,
+                            "windows": r.chunks, "context": context]))
+        }
+    }
+}
