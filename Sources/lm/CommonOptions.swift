@@ -54,6 +54,7 @@ struct SamplingOptions: ParsableArguments {
 /// `models/` folder above the executable (the repository checkout that built it).
 enum BundledModels {
     static let defaultGenerator = "shakespeare"
+    static let defaultClassifier = "sentiment"
 
     static func path(_ name: String) throws -> String {
         var roots: [String] = []

@@ -16,6 +16,8 @@ struct LM: ParsableCommand {
           lm bench --random gpt2-124m
           lm tokenize --tokenizer DIR "Hello world"
           lm train --corpus input.txt --tokenizer char --preset shakespeare-cpu --out runs/shakespeare
+          lm classify "what a wonderful film"
+          lm embed --model ../shared/models/minilm-l6-v2 "A cat sits on the mat."
         """,
         version: "0.1.0",
         subcommands: [
@@ -26,6 +28,8 @@ struct LM: ParsableCommand {
             FinetuneCommand.self,
             QuantizeCommand.self,
             EvalCommand.self,
+            EmbedCommand.self,
+            ClassifyCommand.self,
             TokenizeCommand.self,
             TokenizerCommand.self,
         ]
