@@ -1,3 +1,5 @@
+import CKernels
+
 /// Which GELU a model uses (Hugging Face `activation_function` / `hidden_act`).
 public enum GELUKind: String, Sendable, Codable {
     /// 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))) — GPT-2's `gelu_new`.
@@ -21,10 +23,8 @@ public func geluForward(out: UnsafeMutablePointer<Float>, inp: UnsafePointer<Flo
                 out[i] = x / (1 + VectorMath.exp(-2 * u))
             }
         case .erf:
-            for i in r {
-                let x = inp[i]
-                out[i] = 0.5 * x * (1 + VectorMath.erf(x * 0.707_106_78))
-            }
+            // C: the same arithmetic as VectorMath.erf, vectorised (lm_gelu_erf_forward).
+            lm_gelu_erf_forward(out, inp, r.lowerBound, r.upperBound)
         }
     }
     if let pool, n >= 16_384 {
@@ -101,11 +101,8 @@ public func geluForwardSaving(out: UnsafeMutablePointer<Float>, derivative: Unsa
                 derivative[i] = d
             }
         case .erf:
-            for i in r {
-                let (v, d) = geluErfWithDerivative(inp[i])
-                out[i] = v
-                derivative[i] = d
-            }
+            // C: geluErfWithDerivative's arithmetic, vectorised.
+            lm_gelu_erf_forward_saving(out, derivative, inp, r.lowerBound, r.upperBound)
         }
     }
     if let pool, n >= 16_384 {
