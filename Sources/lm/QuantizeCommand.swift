@@ -83,6 +83,9 @@ struct QuantizeCommand: ParsableCommand {
         if report && corpus.corpus == nil {
             throw LMError(.invalidArgument, "--report needs --corpus FILE: a held-out text to score both models on")
         }
+        if report, try ModelFolder(path: model).modelType == "bert" {
+            throw LMError(.invalidArgument, "--report scores causal LMs; for a BERT classifier compare lm classify --eval FILE.tsv on both folders")
+        }
         let t0 = Date()
         let summary = try ModelQuantizer.quantize(folder: model, to: out)
         printError(String(format: "wrote %@: %d tensors int8, %.1f MiB → %.1f MiB (%.1f %%) in %.1f s", out,
