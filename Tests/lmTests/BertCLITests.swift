@@ -142,4 +142,19 @@ final class BertCLITests: XCTestCase {
             assertClose(e, Array(ref[i * 384..<(i + 1) * 384]), tol: 1e-5, "embedding of sentence \(i)")
         }
     }
+
+    /// Without --model, lm classify uses the bundled int8 sentiment model (models/sentiment).
+    func testClassifyUsesTheBundledSentimentModel() throws {
+        let r = try run(["classify", "--json", "what a wonderful film", "a dull, lifeless and tedious mess"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let out = try jsonLines(r.stdout).map { try XCTUnwrap($0 as? [String: Any]) }
+        XCTAssertEqual(out.map { $0["label"] as? String }, ["positive", "negative"])
+        for o in out { XCTAssertGreaterThan(try XCTUnwrap(o["score"] as? Double), 0.9) }
+        // The folder stays within the 25 MB budget.
+        let dir = TestPaths.model("sentiment")
+        let bytes = try FileManager.default.contentsOfDirectory(atPath: dir).reduce(0) {
+            $0 + ((try FileManager.default.attributesOfItem(atPath: dir + "/" + $1)[.size] as? Int) ?? 0)
+        }
+        XCTAssertLessThanOrEqual(bytes, 25_000_000)
+    }
 }
