@@ -38,7 +38,7 @@ struct QuantizeCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "quantize",
         abstract: "Write the int8 (Q8) form of a model, with an optional quality report.",
-        discussion: """
+        discussion: reflow("""
         Linear layers, the token embedding and the LM head become blocks of 32 int8 weights with a
         float16 scale (llama.cpp's Q8_0 layout); the rest stays float32. Every inference command
         loads the result like any model. --report scores the float and int8 models on held-out
@@ -48,7 +48,7 @@ struct QuantizeCommand: ParsableCommand {
           lm quantize --model models/shakespeare --out models/shakespeare-int8
           lm quantize --model models/shakespeare --out /tmp/q --report --corpus ../shared/data/tinyshakespeare/input.txt --split-from 0.9 --json
           lm quantize --random gpt2-124m --max-chunks 4
-        """
+        """)
     )
 
     @Option(help: "The float model folder.")
@@ -153,13 +153,13 @@ struct EvalCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "eval",
         abstract: "Measure a model's perplexity on a text (float or int8 models).",
-        discussion: """
+        discussion: reflow("""
         Like llama.cpp's perplexity tool: the tokens are cut into windows of the model's context,
         each window runs from an empty cache and its second half is scored.
 
         Example:
           lm eval --model models/shakespeare --corpus ../shared/data/tinyshakespeare/input.txt --split-from 0.9
-        """
+        """)
     )
 
     @Option(help: "Model folder.")

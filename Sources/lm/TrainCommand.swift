@@ -125,7 +125,7 @@ struct TrainCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "train",
         abstract: "Pretrain a GPT (causal LM) on a text corpus.",
-        discussion: """
+        discussion: reflow("""
         Prints a memory plan, then a progress bar with loss, tokens/s and ETA; evaluates the
         validation loss (last 10 % of the corpus) every --eval-interval steps and keeps the best
         model in --out, which is a model folder for lm generate. A killed run continues with
@@ -140,7 +140,7 @@ struct TrainCommand: ParsableCommand {
           lm train --corpus ../shared/data/tinyshakespeare/input.txt --tokenizer char --preset shakespeare-cpu --out runs/shakespeare
           lm train --corpus wiki.txt --tokenizer spm:4000 --layers 6 --heads 6 --dim 384 --context 256 --batch 16 --steps 5000 --out runs/wiki
           lm train --out runs/shakespeare --corpus ../shared/data/tinyshakespeare/input.txt --resume
-        """
+        """)
     )
 
     @Option(help: "char, spm:VOCAB (train a SentencePiece BPE on the corpus), or a tokenizer path.")
@@ -164,7 +164,7 @@ struct FinetuneCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "finetune",
         abstract: "Continue training an existing causal LM on a new corpus.",
-        discussion: """
+        discussion: reflow("""
         Starts from a model folder (a Hugging Face GPT-2 or a run of lm train) with its own
         tokenizer, a lower learning rate by default (1e-4 → 1e-5), and optionally frozen layers.
         Same progress, evaluation, checkpoints and --resume as lm train.
@@ -172,7 +172,7 @@ struct FinetuneCommand: ParsableCommand {
         Examples:
           lm finetune --model runs/shakespeare --corpus sonnets.txt --steps 500 --out runs/sonnets
           lm finetune --model gpt2 --corpus notes.txt --freeze 0,1,2 --context 128 --batch 4 --out runs/notes
-        """
+        """)
     )
 
     @Option(help: "The model folder to start from.")
