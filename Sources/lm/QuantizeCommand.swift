@@ -121,9 +121,10 @@ struct QuantizeCommand: ParsableCommand {
 
     static func score(_ a: any CausalLanguageModel, _ b: any CausalLanguageModel, _ ids: [Int], context: Int,
                       maxChunks: Int?) throws -> Perplexity.Comparison {
-        let bar = ProgressBar(total: 100, label: "scoring")
+        let bar = ProgressBar(total: 1, label: "scoring", unit: "windows")
         let c = try Perplexity.compare(reference: a, candidate: b, tokens: ids, context: context, maxChunks: maxChunks) { done, total in
-            bar.update(done * 100 / total, fields: ["\(done)/\(total) windows"])
+            bar.total = total
+            bar.update(done, fields: [], force: done == total)
         }
         bar.finish()
         return c
@@ -175,10 +176,11 @@ struct EvalCommand: ParsableCommand {
         let lm = try ModelRegistry.loadCausalLM(folder: folder, pool: pool)
         let ids = try corpus.tokens(modelFolder: folder)
         let context = corpus.context ?? lm.contextLength
-        let bar = ProgressBar(total: 100, label: "scoring")
+        let bar = ProgressBar(total: 1, label: "scoring", unit: "windows")
         let t0 = Date()
         let r = try Perplexity.evaluate(lm, tokens: ids, context: context, maxChunks: corpus.maxChunks) { done, total in
-            bar.update(done * 100 / total, fields: ["\(done)/\(total) windows"])
+            bar.total = total
+            bar.update(done, fields: [], force: done == total)
         }
         bar.finish()
         let dt = Date().timeIntervalSince(t0)
