@@ -1,17 +1,14 @@
-// Exact-erf GELU (BERT's "gelu") over arrays. The Swift loops scalarize on Linux (the sign
-// tests and selects), so these live here; the arithmetic is the Swift helpers' operation by
-// operation (VectorMath.exp, VectorMath.erfOfMagnitude, geluErfWithDerivative), with the
-// fused multiply-adds written as fmaf and -ffp-contract=off, so the results are the same floats.
-#include "ckernels.h"
+#include "gelu.h"
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
 
-static inline float lm_expf(float x0) {
+// Mirrors VectorMath.exp: Cody–Waite reduction and Cephes' degree-6 polynomial.
+static inline float lm_exp(float x0) {
     float x = x0 < -87.3f ? -87.3f : x0;
     x = x > 88.37f ? 88.37f : x;
-    float shifted = fmaf(x, 1.44269504f, 12582912.0f);
-    float n = shifted - 12582912.0f;
+    const float shifted = fmaf(x, 1.44269504f, 12582912.0f);
+    const float n = shifted - 12582912.0f;
     float r = fmaf(n, -0.693359375f, x);
     r = fmaf(n, 2.1219444e-4f, r);
     float p = 1.98756915e-4f;
@@ -20,45 +17,69 @@ static inline float lm_expf(float x0) {
     p = fmaf(p, r, 4.16657959e-2f);
     p = fmaf(p, r, 1.66666655e-1f);
     p = fmaf(p, r, 5.00000012e-1f);
-    float y = fmaf(p, r * r, r + 1);
-    int32_t bits;
+    const float y = fmaf(p, r * r, r + 1.0f);
+    uint32_t bits;
     memcpy(&bits, &shifted, 4);
-    bits = (bits - 0x4B400000 + 127) << 23;
+    bits = (bits - 0x4B400000u + 127u) << 23;
     float scale;
     memcpy(&scale, &bits, 4);
-    float result = y * scale;
-    return x0 < -87.3f ? 0 : result;
+    const float result = y * scale;
+    return x0 < -87.3f ? 0.0f : result;
 }
 
-// erf(a) for a ≥ 0 given e = exp(−a²) (Abramowitz & Stegun 7.1.26).
+// Mirrors VectorMath.erfOfMagnitude (Abramowitz & Stegun 7.1.26), e = exp(−a²).
 static inline float lm_erf_magnitude(float a, float e) {
-    float t = 1 / fmaf(a, 0.3275911f, 1.0f);
+    const float t = 1.0f / fmaf(a, 0.3275911f, 1.0f);
     float p = 1.061405429f;
     p = fmaf(p, t, -1.453152027f);
     p = fmaf(p, t, 1.421413741f);
     p = fmaf(p, t, -0.284496736f);
     p = fmaf(p, t, 0.254829592f);
-    return 1 - p * t * e;
+    return 1.0f - p * t * e;
 }
 
-void lm_gelu_erf_forward(float *out, const float *inp, size_t lo, size_t hi) {
+static const float tanhScale = 0.79788456f;  // √(2/π)
+
+void lm_gelu_tanh(float *out, const float *inp, size_t lo, size_t hi) {
+#pragma clang loop vectorize(assume_safety)
     for (size_t i = lo; i < hi; i++) {
-        float x = inp[i];
-        float z = x * 0.70710678f;
-        float a = z < 0 ? -z : z;
-        float y = lm_erf_magnitude(a, lm_expf(-a * a));
-        float erf = z < 0 ? -y : y;
-        out[i] = 0.5f * x * (1 + erf);
+        const float x = inp[i];
+        const float u = tanhScale * fmaf(0.044715f * x, x * x, x);
+        out[i] = x / (1.0f + lm_exp(-2.0f * u));  // 0.5·(1 + tanh(u)) = sigmoid(2u)
     }
 }
 
-void lm_gelu_erf_forward_saving(float *out, float *derivative, const float *inp, size_t lo, size_t hi) {
+void lm_gelu_erf(float *out, const float *inp, size_t lo, size_t hi) {
+#pragma clang loop vectorize(assume_safety)
     for (size_t i = lo; i < hi; i++) {
-        float x = inp[i];
-        float e = lm_expf(-0.5f * x * x);
-        float erfAbs = lm_erf_magnitude((x < 0 ? -x : x) * 0.70710678f, e);
-        float cdf = 0.5f * (1 + (x < 0 ? -erfAbs : erfAbs));
-        out[i] = x * cdf;
-        derivative[i] = cdf + x * e * 0.39894228f;
+        const float x = inp[i];
+        const float z = x * 0.70710678f;
+        const float a = z < 0 ? -z : z;
+        const float m = lm_erf_magnitude(a, lm_exp(-a * a));
+        out[i] = 0.5f * x * (1.0f + (z < 0 ? -m : m));
+    }
+}
+
+void lm_gelu_saving(float *out, float *deriv, const float *inp, size_t lo, size_t hi, int erf) {
+    if (erf) {
+#pragma clang loop vectorize(assume_safety)
+        for (size_t i = lo; i < hi; i++) {
+            const float x = inp[i];
+            const float e = lm_exp(-0.5f * x * x);
+            const float m = lm_erf_magnitude((x < 0 ? -x : x) * 0.70710678f, e);
+            const float cdf = 0.5f * (1.0f + (x < 0 ? -m : m));
+            out[i] = x * cdf;
+            deriv[i] = cdf + x * e * 0.39894228f;
+        }
+    } else {
+#pragma clang loop vectorize(assume_safety)
+        for (size_t i = lo; i < hi; i++) {
+            const float x = inp[i];
+            const float u = tanhScale * fmaf(0.044715f * x, x * x, x);
+            const float t = 1.0f - 2.0f / (lm_exp(2.0f * u) + 1.0f);
+            const float du = tanhScale * (1.0f + 3.0f * 0.044715f * x * x);
+            out[i] = 0.5f * x * (1.0f + t);
+            deriv[i] = 0.5f * (1.0f + t) + 0.5f * x * (1.0f - t * t) * du;
+        }
     }
 }

@@ -8,7 +8,7 @@ struct ClassifyCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "classify",
         abstract: "Classify texts with a BERT sequence classifier (default: the bundled sentiment model).",
-        discussion: """
+        discussion: reflow("""
         Prints the label and its probability for each text, one line per text (LABEL<TAB>SCORE<TAB>TEXT).
         Without TEXT, reads one text per line from --file or stdin in batches, streams the results
         and prints sentences/s on stderr at the end. Texts longer than --max-length tokens are
@@ -23,7 +23,7 @@ struct ClassifyCommand: ParsableCommand {
           lm classify --top-k --json "a dull, lifeless mess"
           lm classify --model runs/sst2 --file reviews.txt --json
           lm classify --eval ../shared/data/sst2/dev.tsv
-        """
+        """)
     )
 
     @Option(help: "A BERT folder with a classification head (default: the bundled models/sentiment).")

@@ -7,7 +7,7 @@ struct EmbedCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "embed",
         abstract: "Sentence embeddings from a BERT encoder (mean pooling, L2-normalised).",
-        discussion: """
+        discussion: reflow("""
         Computes what sentence-transformers returns for a mean-pooling model such as
         all-MiniLM-L6-v2: the mean of the last hidden states over the tokens, divided by its L2
         norm. Without TEXT, reads one text per line from --file or stdin, in batches.
@@ -18,7 +18,7 @@ struct EmbedCommand: ParsableCommand {
         Examples:
           lm embed --model ../shared/models/minilm-l6-v2 "A cat sits on the mat."
           cat sentences.txt | lm embed --model ../shared/models/minilm-l6-v2 --json > embeddings.jsonl
-        """
+        """)
     )
 
     @Option(help: "A BERT model folder with its tokenizer.")

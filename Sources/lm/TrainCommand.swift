@@ -130,7 +130,7 @@ struct TrainCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "train",
         abstract: "Pretrain a GPT (causal LM) on a text corpus.",
-        discussion: """
+        discussion: reflow("""
         Prints a memory plan, then a progress bar with loss, tokens/s and ETA; evaluates the
         validation loss (last 10 % of the corpus) every --eval-interval steps and keeps the best
         model in --out, which is a model folder for lm generate. A killed run continues with
@@ -145,7 +145,7 @@ struct TrainCommand: ParsableCommand {
           lm train --corpus ../shared/data/tinyshakespeare/input.txt --tokenizer char --preset shakespeare-cpu --out runs/shakespeare
           lm train --corpus wiki.txt --tokenizer spm:4000 --layers 6 --heads 6 --dim 384 --context 256 --batch 16 --steps 5000 --out runs/wiki
           lm train --out runs/shakespeare --corpus ../shared/data/tinyshakespeare/input.txt --resume
-        """
+        """)
     )
 
     @Option(help: "char, spm:VOCAB (train a SentencePiece BPE on the corpus), or a tokenizer path.")
@@ -169,7 +169,7 @@ struct FinetuneCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "finetune",
         abstract: "Continue training a causal LM on a new corpus, or fine-tune a BERT encoder as a classifier.",
-        discussion: """
+        discussion: reflow("""
         --task causal-lm (default): starts from a model folder (a Hugging Face GPT-2 or a run of
         lm train) with its own tokenizer, a lower learning rate by default (1e-4 → 1e-5), and
         optionally frozen layers. Same progress, evaluation, checkpoints and --resume as lm train.
@@ -187,7 +187,7 @@ struct FinetuneCommand: ParsableCommand {
           lm finetune --model gpt2 --corpus notes.txt --freeze 0,1,2 --context 128 --batch 4 --out runs/notes
           lm finetune --task classify --model ../shared/models/minilm-l6-v2 --train ../shared/data/sst2/train.tsv \\
             --dev ../shared/data/sst2/dev.tsv --labels negative,positive --epochs 2 --lr 5e-5 --batch 32 --max-length 64 --out runs/sst2
-        """
+        """)
     )
 
     @Option(help: "The model folder to start from.")

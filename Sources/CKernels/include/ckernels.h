@@ -22,12 +22,6 @@ void lm_adagrad_update(float *p, const float *g, float *sum, size_t lo, size_t h
 void lm_rmsprop_update(float *p, const float *g, float *v, size_t lo, size_t hi, float l2, float alpha,
                        float oneMinusAlpha, float lr, float eps);
 
-/// Exact-erf GELU on [lo, hi): out = 0.5·x·(1 + erf(x/√2)); `out` may equal `inp`.
-void lm_gelu_erf_forward(float *out, const float *inp, size_t lo, size_t hi);
-
-/// Exact-erf GELU and its derivative on [lo, hi); `derivative` may equal `inp`.
-void lm_gelu_erf_forward_saving(float *out, float *derivative, const float *inp, size_t lo, size_t hi);
-
 #ifdef __cplusplus
 }
 #endif
