@@ -72,14 +72,12 @@ public enum Perplexity {
             let la = try a.forward(tokens: chunk, cache: a.makeCache(capacity: context), allLogits: true)
             let lb = try b.forward(tokens: chunk, cache: b.makeCache(capacity: context), allLogits: true)
             for j in (context / 2)..<(context - 1) {
-                let ma = logSoftmax(la, row: j, V: V, into: &pa)
-                let mb = logSoftmax(lb, row: j, V: V, into: &pb)
+                let ma = la.withUnsafeBufferPointer { logSoftmaxDouble($0.baseAddress! + j * V, count: V, into: &pa) }
+                let mb = lb.withUnsafeBufferPointer { logSoftmaxDouble($0.baseAddress! + j * V, count: V, into: &pb) }
                 let t = chunk[j + 1]
                 nllA -= pa[t]
                 nllB -= pb[t]
-                var k = 0.0
-                for v in 0..<V { k += exp(pa[v]) * (pa[v] - pb[v]) }
-                kld += max(0, k)
+                kld += klDivergence(logP: pa, logQ: pb, count: V)
                 if ma == mb { agree += 1 }
                 scored += 1
             }
@@ -99,19 +97,5 @@ public enum Perplexity {
         var z = 0.0
         for v in 0..<V { z += exp(Double(logits[row * V + v]) - m) }
         return -(Double(logits[row * V + target]) - m - log(z))
-    }
-
-    /// Writes log-softmax(row) into `out`; returns the argmax (ties to the lowest id).
-    static func logSoftmax(_ logits: [Float], row: Int, V: Int, into out: inout [Double]) -> Int {
-        var m = -Double.infinity, best = 0
-        for v in 0..<V {
-            let x = Double(logits[row * V + v])
-            if x > m { m = x; best = v }
-        }
-        var z = 0.0
-        for v in 0..<V { z += exp(Double(logits[row * V + v]) - m) }
-        let lz = log(z)
-        for v in 0..<V { out[v] = Double(logits[row * V + v]) - m - lz }
-        return best
     }
 }

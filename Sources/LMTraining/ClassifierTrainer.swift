@@ -151,12 +151,7 @@ public final class ClassifierTrainer {
     /// Accuracy, precision, recall, F1 and the confusion matrix on the dev set.
     public func evaluate() throws -> ClassificationMetrics {
         let pipeline = try BertTextPipeline(model: try model.inferenceModel(labels: labels), tokenizer: tokenizer)
-        var predicted: [Int] = []
-        for s in stride(from: 0, to: dev.count, by: 32) {
-            let ids = try dev.sentences[s..<min(dev.count, s + 32)].map { try pipeline.encode($0).ids }
-            predicted += try pipeline.probabilities(ids: ids).map { p in p.indices.max { p[$0] < p[$1] }! }
-        }
-        return ClassificationMetrics(labels: labels, truth: dev.labels, predicted: predicted)
+        return try ClassifierEvaluation.evaluate(pipeline, on: dev).scores.metrics
     }
 
     @discardableResult

@@ -29,9 +29,13 @@ public final class BertTextPipeline {
         }
     }
 
-    /// Loads a BERT folder and its tokenizer.
-    public convenience init(folder: String, maxLength: Int? = nil, pool: ThreadPool = Threads.shared) throws {
+    /// Loads a BERT folder and its tokenizer; with `classifier`, a folder without a
+    /// classification head is an error.
+    public convenience init(folder: String, maxLength: Int? = nil, classifier: Bool = false, pool: ThreadPool = Threads.shared) throws {
         let model = try ModelRegistry.loadBert(folder: folder, pool: pool)
+        if classifier && model.labels == nil {
+            throw LMError(.invalidConfig, "'\(folder)' has no classification head (classifier.weight) — fine-tune one with lm finetune --task classify")
+        }
         guard let tok = try TokenizerLoader.find(inModelFolder: folder) else {
             throw LMError(.fileNotFound, "'\(folder)' has no tokenizer (vocab.txt or tokenizer.json) — copy the tokenizer files of the model it came from")
         }
@@ -45,12 +49,20 @@ public final class BertTextPipeline {
         return (try tokenizer.encodePair(text, truncation: Truncation(maxLength: maxLength)).ids, full.ids.count)
     }
 
+    /// Classification logits, one row of K per sequence of token ids.
+    public func logits(ids: [[Int]]) throws -> [[Float]] {
+        let K = model.labels?.count ?? 0
+        let logits = try model.classificationLogits(BertBatch(sequences: ids))
+        return (0..<ids.count).map { Array(logits[$0 * K..<($0 + 1) * K]) }
+    }
+
     /// Class probabilities (softmax of the logits), one row per sequence of token ids.
     public func probabilities(ids: [[Int]]) throws -> [[Float]] {
-        let K = model.labels?.count ?? 0
-        var logits = try model.classificationLogits(BertBatch(sequences: ids))
-        logits.withUnsafeMutableBufferPointer { softmaxForward(out: $0.baseAddress!, inp: $0.baseAddress!, N: ids.count, C: K) }
-        return (0..<ids.count).map { Array(logits[$0 * K..<($0 + 1) * K]) }
+        try logits(ids: ids).map { row in
+            var p = row
+            p.withUnsafeMutableBufferPointer { softmaxForward(out: $0.baseAddress!, inp: $0.baseAddress!, N: 1, C: row.count) }
+            return p
+        }
     }
 
     public func probabilities(_ texts: [String]) throws -> [[Float]] {

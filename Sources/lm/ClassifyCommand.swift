@@ -51,11 +51,8 @@ struct ClassifyCommand: ParsableCommand {
     func run() throws {
         let pool = threads.apply()
         let path = try model ?? BundledModels.path(BundledModels.defaultClassifier)
-        let pipeline = try BertTextPipeline(folder: path, maxLength: maxLength, pool: pool)
+        let pipeline = try BertTextPipeline(folder: path, maxLength: maxLength, classifier: true, pool: pool)
         let labels = pipeline.labels
-        guard !labels.isEmpty else {
-            throw LMError(.invalidConfig, "'\(path)' has no classification head (classifier.weight) — fine-tune one with lm finetune --task classify")
-        }
         if let eval { return try evaluate(pipeline, eval) }
         let start = DispatchTime.now()
         var count = 0
@@ -95,31 +92,26 @@ struct ClassifyCommand: ParsableCommand {
     }
 
     func evaluate(_ pipeline: BertTextPipeline, _ path: String) throws {
+        try ClassifyCommand.printEvaluation(pipeline, tsv: path, batch: batch, json: json)
+    }
+
+    /// `lm classify --eval` and `lm eval --tsv`: accuracy, precision, recall, F1 and the
+    /// confusion matrix of a classifier on a labelled TSV (with --json one object).
+    static func printEvaluation(_ pipeline: BertTextPipeline, tsv path: String, batch: Int, json: Bool) throws {
         let data = try LabelledExamples(tsv: path, labelNames: pipeline.labels)
-        let start = DispatchTime.now()
-        var predicted: [Int] = []
-        let bar = ProgressBar(total: data.count, label: "eval")
-        var truncated = 0
-        for s in stride(from: 0, to: data.count, by: batch) {
-            let ids = try data.sentences[s..<min(data.count, s + batch)].map { text -> [Int] in
-                let e = try pipeline.encode(text)
-                if e.fullLength > e.ids.count { truncated += 1 }
-                return e.ids
-            }
-            predicted += try pipeline.probabilities(ids: ids).map { p in p.indices.max { p[$0] < p[$1] }! }
-            bar.update(predicted.count, fields: [])
-        }
+        let bar = ProgressBar(total: data.count, label: "eval", unit: "sentences")
+        let (scores, run) = try ClassifierEvaluation.evaluate(pipeline, on: data, batch: batch) { bar.update($0, fields: [], force: $0 == data.count) }
         bar.finish()
-        let seconds = secondsSince(start)
-        let m = ClassificationMetrics(labels: pipeline.labels, truth: data.labels, predicted: predicted)
-        if truncated > 0 { printError("note: \(truncated) texts were longer than \(pipeline.maxLength) tokens and were truncated") }
+        let m = scores.metrics
+        let rate = Double(data.count) / max(run.seconds, 1e-9)
+        if run.truncated > 0 { printError("note: \(run.truncated) texts were longer than \(pipeline.maxLength) tokens and were truncated") }
         if json {
             var o = m.json
-            o["sentences_per_s"] = Double(data.count) / max(seconds, 1e-9)
+            o["sentences_per_s"] = rate
             print(jsonLine(o))
         } else {
             print(m.report, terminator: "")
-            print(String(format: "%d sentences in %.2f s: %.1f sentences/s", data.count, seconds, Double(data.count) / max(seconds, 1e-9)))
+            print(String(format: "%d sentences in %.2f s: %.1f sentences/s", data.count, run.seconds, rate))
         }
     }
 }

@@ -4,10 +4,12 @@ import LMCore
 import LMModels
 import LMQuant
 import LMTokenizers
+import LMTraining
 
-/// The held-out text shared by `lm quantize --report` and `lm eval`.
-struct CorpusOptions: ParsableArguments {
-    @Option(help: "Held-out text to score (UTF-8).")
+/// The held-out data of `lm quantize --report` and `lm eval`: text for a causal LM (`--corpus`)
+/// or a labelled TSV for a BERT classifier (`--tsv`).
+struct HeldOutOptions: ParsableArguments {
+    @Option(help: "Held-out text to score a causal LM on (UTF-8).")
     var corpus: String?
     @Option(name: .customLong("split-from"), help: "Score only the text after this fraction (0.9 = the last 10 %, lm train's validation split).")
     var splitFrom: Double = 0
@@ -15,10 +17,41 @@ struct CorpusOptions: ParsableArguments {
     var context: Int?
     @Option(name: .customLong("max-chunks"), help: "Score at most this many windows.")
     var maxChunks: Int?
+    @Option(help: "A labelled TSV (sentence<TAB>label header) to score a BERT classifier on.")
+    var tsv: String?
+    @Option(help: "Sentences per batch (--tsv).")
+    var batch = 32
 
     func validate() throws {
         guard splitFrom >= 0 && splitFrom < 1 else { throw LMError(.invalidArgument, "--split-from \(splitFrom) must be in [0, 1)") }
         if let maxChunks, maxChunks < 1 { throw LMError(.invalidArgument, "--max-chunks must be ≥ 1") }
+        guard batch >= 1 else { throw LMError(.invalidArgument, "--batch must be ≥ 1") }
+        if corpus != nil && tsv != nil {
+            throw LMError(.invalidArgument, "give either --corpus FILE (a causal LM) or --tsv FILE.tsv (a classifier), not both")
+        }
+        if tsv != nil && (splitFrom != 0 || context != nil || maxChunks != nil) {
+            throw LMError(.invalidArgument, "--split-from, --context and --max-chunks apply to --corpus text, not to --tsv")
+        }
+    }
+
+    /// Whether the model at `path` is scored as a classifier (on --tsv) rather than a causal LM
+    /// (on --corpus); throws when the data given does not fit the model, or none is given.
+    func scoresClassifier(_ path: String) throws -> Bool {
+        let type = try ModelFolder(path: path).modelType
+        if type == "bert" {
+            if corpus != nil {
+                throw LMError(.invalidArgument, "'\(path)' is a BERT classifier, which --corpus cannot score — give a labelled TSV with --tsv FILE.tsv (sentence<TAB>label header)")
+            }
+            guard tsv != nil else {
+                throw LMError(.invalidArgument, "'\(path)' is a BERT classifier — give a labelled TSV to score it on with --tsv FILE.tsv (sentence<TAB>label header)")
+            }
+            return true
+        }
+        if tsv != nil {
+            throw LMError(.invalidArgument, "'\(path)' is a \(type) model (a causal LM); --tsv scores BERT classifiers — score it on held-out text with --corpus FILE")
+        }
+        guard corpus != nil else { throw LMError(.invalidArgument, "give --corpus FILE: a held-out text to score '\(path)' on") }
+        return false
     }
 
     /// The corpus tokenized with the model folder's tokenizer, from `splitFrom` on.
@@ -42,11 +75,14 @@ struct QuantizeCommand: ParsableCommand {
         Linear layers, the token embedding and the LM head become blocks of 32 int8 weights with a
         float16 scale (llama.cpp's Q8_0 layout); the rest stays float32. Every inference command
         loads the result like any model. --report scores the float and int8 models on held-out
-        text in one pass: size, perplexity change, mean KL divergence, top-1 agreement.
+        data in one pass: for a causal LM on --corpus text (size, perplexity change, mean KL
+        divergence, top-1 agreement), for a BERT classifier on a labelled --tsv (size, accuracy of
+        both and its change, F1, top-1 agreement, mean KL divergence of the class distributions).
 
         Examples:
           lm quantize --model models/shakespeare --out models/shakespeare-int8
           lm quantize --model models/shakespeare --out /tmp/q --report --corpus ../shared/data/tinyshakespeare/input.txt --split-from 0.9 --json
+          lm quantize --model runs/sst2-minilm --out /tmp/sst2-int8 --report --tsv ../shared/data/sst2/dev.tsv
           lm quantize --random gpt2-124m --max-chunks 4
         """)
     )
@@ -57,9 +93,9 @@ struct QuantizeCommand: ParsableCommand {
     var out: String?
     @Option(help: "Instead of a folder: compare a random model of this shape (gpt2-124m, …) with its int8 form on random tokens (nothing is written).")
     var random: String?
-    @Flag(help: "Score the float and int8 models on --corpus.")
+    @Flag(help: "Score the float and int8 models on --corpus (a causal LM) or --tsv (a classifier).")
     var report = false
-    @OptionGroup var corpus: CorpusOptions
+    @OptionGroup var data: HeldOutOptions
     @Flag(help: "Print one JSON object as the last line.")
     var json = false
     @OptionGroup var threads: ThreadOptions
@@ -80,11 +116,11 @@ struct QuantizeCommand: ParsableCommand {
             return
         }
         let model = self.model!, out = self.out!
-        if report && corpus.corpus == nil {
-            throw LMError(.invalidArgument, "--report needs --corpus FILE: a held-out text to score both models on")
-        }
-        if report, try ModelFolder(path: model).modelType == "bert" {
-            throw LMError(.invalidArgument, "--report scores causal LMs; for a BERT classifier compare lm classify --eval FILE.tsv on both folders")
+        // The held-out data must fit the model before anything is written.
+        var classifier: (fp32: BertTextPipeline, data: LabelledExamples)?
+        if report, try data.scoresClassifier(model) {
+            let fp32 = try BertTextPipeline(folder: model, classifier: true, pool: pool)
+            classifier = (fp32, try LabelledExamples(tsv: data.tsv!, labelNames: fp32.labels))
         }
         let t0 = Date()
         let summary = try ModelQuantizer.quantize(folder: model, to: out)
@@ -93,12 +129,22 @@ struct QuantizeCommand: ParsableCommand {
                           Double(summary.outputBytes) / 1_048_576, summary.sizeRatio * 100, Date().timeIntervalSince(t0)))
         var result: [String: Any] = ["size_ratio": summary.sizeRatio, "input_bytes": summary.inputBytes,
                                      "output_bytes": summary.outputBytes]
-        if report {
+        if let classifier {
+            let int8 = try BertTextPipeline(folder: out, classifier: true, pool: pool)
+            let bar = ProgressBar(total: classifier.data.count, label: "scoring", unit: "sentences")
+            let (c, run) = try ClassifierEvaluation.compare(reference: classifier.fp32, candidate: int8, on: classifier.data,
+                                                            batch: data.batch) { bar.update($0, fields: [], force: $0 == classifier.data.count) }
+            bar.finish()
+            QuantizeCommand.printReport(c, fp32Bytes: summary.inputBytes, int8Bytes: summary.outputBytes)
+            printError(String(format: "scored %d sentences with both models in %.1f s", classifier.data.count, run.seconds)
+                       + (run.truncated > 0 ? " (\(run.truncated) truncated to \(classifier.fp32.maxLength) tokens)" : ""))
+            QuantizeCommand.add(c, to: &result)
+        } else if report {
             let fp32 = try ModelRegistry.loadCausalLM(folder: model, pool: pool)
             let int8 = try ModelRegistry.loadCausalLM(folder: out, pool: pool)
-            let ids = try corpus.tokens(modelFolder: model)
-            let context = corpus.context ?? fp32.contextLength
-            let c = try QuantizeCommand.score(fp32, int8, ids, context: context, maxChunks: corpus.maxChunks)
+            let ids = try data.tokens(modelFolder: model)
+            let context = data.context ?? fp32.contextLength
+            let c = try QuantizeCommand.score(fp32, int8, ids, context: context, maxChunks: data.maxChunks)
             QuantizeCommand.printReport(c, fp32Bytes: summary.inputBytes, int8Bytes: summary.outputBytes, context: context)
             QuantizeCommand.add(c, to: &result)
         }
@@ -111,8 +157,8 @@ struct QuantizeCommand: ParsableCommand {
         printError("building \(name) with random weights, float and int8…")
         let fp32 = try GPT2Model(randomWith: config, seed: 0, pool: pool)
         let int8 = try GPT2Model(randomWith: config, seed: 0, pool: pool, quantize: true)
-        let context = corpus.context ?? min(config.nPositions, 512)
-        let windows = corpus.maxChunks ?? 4
+        let context = data.context ?? min(config.nPositions, 512)
+        let windows = data.maxChunks ?? 4
         var rng = SeededRNG(seed: 7)
         let ids = (0..<(context * windows)).map { _ in rng.nextInt(below: config.vocabSize) }
         let c = try QuantizeCommand.score(fp32, int8, ids, context: context, maxChunks: windows)
@@ -151,37 +197,67 @@ struct QuantizeCommand: ParsableCommand {
         result["top1_agreement"] = c.top1Agreement
         result["scored_tokens"] = c.reference.scoredTokens
     }
+
+    static func printReport(_ c: ClassifierComparison, fp32Bytes: Int, int8Bytes: Int) {
+        let a = c.reference.metrics, b = c.candidate.metrics
+        print("| model | size | accuracy | Δ accuracy | F1 | mean KL | top-1 agreement |")
+        print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+        print(String(format: "| fp32 | %.1f MiB | %.2f %% | | %.4f | | |", Double(fp32Bytes) / 1_048_576, 100 * a.accuracy, a.f1))
+        print(String(format: "| int8 | %.1f MiB (%.1f %%) | %.2f %% | %+.2f points | %.4f | %.3g | %.2f %% |", Double(int8Bytes) / 1_048_576,
+                     Double(int8Bytes) / Double(fp32Bytes) * 100, 100 * b.accuracy, c.accuracyChangePoints, b.f1, c.meanKLD,
+                     c.top1Agreement * 100))
+    }
+
+    static func add(_ c: ClassifierComparison, to result: inout [String: Any]) {
+        result["accuracy_fp32"] = c.reference.metrics.accuracy
+        result["accuracy_int8"] = c.candidate.metrics.accuracy
+        result["accuracy_change_points"] = c.accuracyChangePoints
+        result["f1_fp32"] = c.reference.metrics.f1
+        result["f1_int8"] = c.candidate.metrics.f1
+        result["mean_kld"] = c.meanKLD
+        result["top1_agreement"] = c.top1Agreement
+        result["examples"] = c.reference.metrics.total
+    }
 }
 
 struct EvalCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "eval",
-        abstract: "Measure a model's perplexity on a text (float or int8 models).",
+        abstract: "Score a model: perplexity on a text (causal LMs) or classification metrics on a labelled TSV (BERT classifiers).",
         discussion: reflow("""
-        Like llama.cpp's perplexity tool: the tokens are cut into windows of the model's context,
-        each window runs from an empty cache and its second half is scored.
+        --corpus: perplexity like llama.cpp's perplexity tool: the tokens are cut into windows of
+        the model's context, each window runs from an empty cache and its second half is scored.
+        --tsv (a sentence<TAB>label header, labels as names or indices): accuracy, precision,
+        recall, F1 and the confusion matrix of a classifier. Float and int8 models alike; without
+        --model, the bundled Shakespeare model (--corpus) or sentiment model (--tsv).
 
-        Example:
+        Examples:
           lm eval --model models/shakespeare --corpus ../shared/data/tinyshakespeare/input.txt --split-from 0.9
+          lm eval --model models/sentiment --tsv ../shared/data/sst2/dev.tsv --json
         """)
     )
 
     @Option(help: "Model folder.")
     var model: String?
-    @OptionGroup var corpus: CorpusOptions
+    @OptionGroup var data: HeldOutOptions
     @Flag(help: "Print one JSON object as the last line.")
     var json = false
     @OptionGroup var threads: ThreadOptions
 
     func run() throws {
         let pool = threads.apply()
-        let folder = try model ?? BundledModels.path(BundledModels.defaultGenerator)
+        let folder = try model ?? BundledModels.path(data.tsv != nil ? BundledModels.defaultClassifier : BundledModels.defaultGenerator)
+        if try data.scoresClassifier(folder) {
+            try ClassifyCommand.printEvaluation(try BertTextPipeline(folder: folder, classifier: true, pool: pool), tsv: data.tsv!,
+                                                batch: data.batch, json: json)
+            return
+        }
         let lm = try ModelRegistry.loadCausalLM(folder: folder, pool: pool)
-        let ids = try corpus.tokens(modelFolder: folder)
-        let context = corpus.context ?? lm.contextLength
+        let ids = try data.tokens(modelFolder: folder)
+        let context = data.context ?? lm.contextLength
         let bar = ProgressBar(total: 1, label: "scoring", unit: "windows")
         let t0 = Date()
-        let r = try Perplexity.evaluate(lm, tokens: ids, context: context, maxChunks: corpus.maxChunks) { done, total in
+        let r = try Perplexity.evaluate(lm, tokens: ids, context: context, maxChunks: data.maxChunks) { done, total in
             bar.total = total
             bar.update(done, fields: [], force: done == total)
         }

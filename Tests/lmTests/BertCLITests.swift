@@ -12,25 +12,12 @@ final class BertCLITests: XCTestCase {
         return try runProcess(lm, args, stdin: stdin)
     }
 
-    /// The random 2-layer classifier of fixtures/bert-tiny-mlm with the MiniLM tokenizer beside it.
-    func tinyClassifier() throws -> String {
-        let dir = try TestPaths.temporaryDirectory("bert-cls")
-        let fm = FileManager.default
-        for f in ["config.json", "model.safetensors"] {
-            try fm.copyItem(atPath: try TestPaths.sharedFile("fixtures/bert-tiny-mlm/model-cls/" + f), toPath: dir + "/" + f)
-        }
-        for f in ["vocab.txt", "tokenizer_config.json"] {
-            try fm.copyItem(atPath: try TestPaths.sharedFile("models/minilm-l6-v2/" + f), toPath: dir + "/" + f)
-        }
-        return dir
-    }
-
     func jsonLines(_ s: String) throws -> [Any] {
         try s.split(separator: "\n").map { try JSONSerialization.jsonObject(with: Data($0.utf8)) }
     }
 
     func testClassifyPrintsLabelAndScoreAndThePipelineJSONShape() throws {
-        let model = try tinyClassifier()
+        let model = try tinyBertClassifier()
         let plain = try run(["classify", "--model", model, "This movie was absolutely wonderful!", "The plot was boring and far too long."])
         XCTAssertEqual(plain.status, 0, plain.stderr)
         let lines = plain.stdout.split(separator: "\n").map { $0.split(separator: "\t") }
@@ -51,7 +38,7 @@ final class BertCLITests: XCTestCase {
     }
 
     func testClassifyStreamsStdinInOrderWithAnErrorLineForAnEmptyLine() throws {
-        let model = try tinyClassifier()
+        let model = try tinyBertClassifier()
         let input = (0..<70).map { $0 == 40 ? "" : "sentence number \($0)" }.joined(separator: "\n") + "\n"
         let r = try run(["classify", "--model", model, "--json", "--batch", "16"], stdin: input)
         XCTAssertEqual(r.status, 0, r.stderr)
@@ -68,7 +55,7 @@ final class BertCLITests: XCTestCase {
     }
 
     func testClassifyTruncatesAVeryLongTextWithANote() throws {
-        let model = try tinyClassifier()
+        let model = try tinyBertClassifier()
         let long = Array(repeating: "word", count: 10_000).joined(separator: " ")
         let r = try run(["classify", "--model", model, "--json"], stdin: long + "\n")
         XCTAssertEqual(r.status, 0, r.stderr)
@@ -77,7 +64,7 @@ final class BertCLITests: XCTestCase {
     }
 
     func testClassifyEvalPrintsMetricsAndNamesBadLines() throws {
-        let model = try tinyClassifier()
+        let model = try tinyBertClassifier()
         let dir = try TestPaths.temporaryDirectory("tsv")
         let good = dir + "/good.tsv"
         try "sentence\tlabel\nThis movie was absolutely wonderful! \t0\nThe plot was boring and far too long. \tLABEL_1\n"
@@ -115,7 +102,7 @@ final class BertCLITests: XCTestCase {
         let gpt = try run(["classify", "--model", TestPaths.model("gpt2-tiny"), "hello"])
         XCTAssertEqual(gpt.status, 1)
         XCTAssertTrue(gpt.stderr.contains("needs a BERT encoder"), gpt.stderr)
-        let empty = try run(["classify", "--model", try tinyClassifier(), ""])
+        let empty = try run(["classify", "--model", try tinyBertClassifier(), ""])
         XCTAssertEqual(empty.status, 1)
         XCTAssertTrue(empty.stderr.contains("TEXT 1 is empty"), empty.stderr)
         let e = try run(["embed", "--model", "/no/such/folder", "hello"])

@@ -34,6 +34,27 @@ public func softmaxForward(out: UnsafeMutablePointer<Float>, inp: UnsafePointer<
 import Glibc
 #endif
 
+/// log softmax of `count` logits in Double (libm exp and log) into `out`; returns the index of
+/// the largest logit (the lowest index on ties). For scoring: perplexity, KL divergence.
+@discardableResult
+public func logSoftmaxDouble(_ x: UnsafePointer<Float>, count: Int, into out: UnsafeMutablePointer<Double>) -> Int {
+    var m = -Double.infinity, best = 0
+    for i in 0..<count where Double(x[i]) > m { m = Double(x[i]); best = i }
+    var z = 0.0
+    for i in 0..<count { z += Glibc.exp(Double(x[i]) - m) }
+    let lz = Glibc.log(z)
+    for i in 0..<count { out[i] = Double(x[i]) - m - lz }
+    return best
+}
+
+/// KL(p ‖ q) = Σ p (log p − log q) of two distributions given as log-probabilities, in nats
+/// (rounding below zero clamped to 0).
+public func klDivergence(logP: UnsafePointer<Double>, logQ: UnsafePointer<Double>, count: Int) -> Double {
+    var k = 0.0
+    for i in 0..<count { k += Glibc.exp(logP[i]) * (logP[i] - logQ[i]) }
+    return max(0, k)
+}
+
 /// Reference twin of `softmaxForward` (Double accumulation, libm exp).
 public func softmaxForwardRef(out: UnsafeMutablePointer<Float>, inp: UnsafePointer<Float>, N: Int, C: Int) {
     for n in 0..<N {
