@@ -129,18 +129,14 @@ public final class BertTrainingModel: @unchecked Sendable {
 
         // Activations: one allocation, carved in order.
         let N = maxTokens, C = config.hiddenSize, F = config.intermediateSize, L = config.numHiddenLayers
-        let NH = config.numAttentionHeads, V = config.vocabSize
-        let probsPerLayer = NH * N * maxLength                       // Σ n² ≤ N · maxLength
-        let headRows = N                                             // sequences, masked rows ≤ tokens
-        let headWidth: Int                                           // logits, then probabilities (classification)
-        switch head { case .maskedLM: headWidth = V; case .classification(let k): headWidth = 2 * k }
-        let perLayer = 3 * N * C + N * C + probsPerLayer + N * C + 2 * N + N * C + 2 * N * F + N * C + 2 * N
-        let shared = (L + 1) * N * C + 2 * N * C + 2 * N + 5 * N * C + 3 * N * C + N * F + pool.threadCount * maxLength * maxLength
-            + headRows * (7 * C + 2 + headWidth + 1)
-        storage = TensorStorage(count: L * perLayer + shared)
-        maskStorage = .allocate(capacity: (2 * L + 1) * N * C)
+        let probsPerLayer = config.numAttentionHeads * N * maxLength, headRows = N
+        let headWidth = BertTrainingModel.headWidth(config: config, head: head)
+        let sizes = BertTrainingModel.activationFloats(config: config, head: head, maxTokens: maxTokens, maxLength: maxLength,
+                                                       threads: pool.threadCount)
+        storage = TensorStorage(count: sizes.floats)
+        maskStorage = .allocate(capacity: sizes.maskBytes)
         maskStorage.initialize(repeating: 1)
-        activationBytes = (L * perLayer + shared) * 4 + maskStorage.count
+        activationBytes = sizes.floats * 4 + sizes.maskBytes
         var cursor = storage.base
         func take(_ n: Int) -> UnsafeMutablePointer<Float> { defer { cursor += n }; return cursor }
         var maskCursor = maskStorage.baseAddress!
@@ -157,7 +153,26 @@ public final class BertTrainingModel: @unchecked Sendable {
         headIn = take(headRows * C); headPre = take(headRows * C); headAct = take(headRows * C); headLN = take(headRows * C)
         dheadIn = take(headRows * C); dheadPre = take(headRows * C); dheadAct = take(headRows * C)
         headMean = take(headRows); headRstd = take(headRows); headLogits = take(headRows * headWidth); headLosses = take(headRows)
-        precondition(cursor - storage.base <= L * perLayer + shared, "activation plan too small")
+        precondition(cursor - storage.base <= sizes.floats, "activation plan too small")
+    }
+
+    /// Floats per row of the head's output: logits (masked LM), or logits then probabilities.
+    static func headWidth(config: BertConfig, head: Head) -> Int {
+        switch head { case .maskedLM: return config.vocabSize; case .classification(let k): return 2 * k }
+    }
+
+    /// Floats of activations and bytes of dropout masks for a model of `config` with `head` and
+    /// batches of up to `maxTokens` rows (the memory plan, before anything is allocated).
+    public static func activationFloats(config: BertConfig, head: Head, maxTokens N: Int, maxLength: Int,
+                                        threads: Int) -> (floats: Int, maskBytes: Int) {
+        let C = config.hiddenSize, F = config.intermediateSize, L = config.numHiddenLayers
+        let probsPerLayer = config.numAttentionHeads * N * maxLength     // Σ n² ≤ N · maxLength
+        let headRows = N                                                 // sequences, masked rows ≤ tokens
+        let headWidth = BertTrainingModel.headWidth(config: config, head: head)
+        let perLayer = 3 * N * C + N * C + probsPerLayer + N * C + 2 * N + N * C + 2 * N * F + N * C + 2 * N
+        let shared = (L + 1) * N * C + 2 * N * C + 2 * N + 5 * N * C + 3 * N * C + N * F + threads * maxLength * maxLength
+            + headRows * (7 * C + 2 + headWidth + 1)
+        return (L * perLayer + shared, (2 * L + 1) * N * C)
     }
 
     deinit { maskStorage.deallocate() }
@@ -303,8 +318,9 @@ public final class BertTrainingModel: @unchecked Sendable {
         return Float(sum / Double(M))
     }
 
-    /// Backward pass of the last forward with a loss: accumulates into `grads`.
-    public func backward() throws {
+    /// Backward pass of the last forward with a loss: accumulates into `grads`; `lossScale`
+    /// multiplies the gradient (1 / micro-batches for gradient accumulation).
+    public func backward(lossScale: Float = 1) throws {
         guard haveLoss else { throw LMError(.invalidArgument, "backward needs a forward pass with labels or targets") }
         let N = seqs.rows, C = config.hiddenSize, S = seqs.count
         let gOut = gbuf
@@ -314,7 +330,7 @@ public final class BertTrainingModel: @unchecked Sendable {
             let probs = headLogits + S * K, dlogits = headLogits
             dlogits.initialize(repeating: 0, count: S * K)
             targets.withUnsafeBufferPointer {
-                crossEntropyBackward(dlogits: dlogits, probs: probs, targets: $0.baseAddress!, dloss: 1 / Float(S), N: S, V: K, pool: pool)
+                crossEntropyBackward(dlogits: dlogits, probs: probs, targets: $0.baseAddress!, dloss: lossScale / Float(S), N: S, V: K, pool: pool)
             }
             matmulBackward(dinp: dheadIn, dweight: dclsW, dbias: dclsB, dout: dlogits, inp: headIn, weight: clsW!,
                            N: S, C: C, OC: K, layout: .outIn, overwriteInput: true, pool: pool)
@@ -332,7 +348,7 @@ public final class BertTrainingModel: @unchecked Sendable {
         case .maskedLM:
             let M = maskedRows.count, V = config.vocabSize
             if M > 0 {
-                let dloss = 1 / Float(M), d = headLogits
+                let dloss = lossScale / Float(M), d = headLogits
                 pool.parallelFor(M, minimumPerThread: 4) { rows in
                     for i in rows {
                         let row = d + i * V
@@ -410,17 +426,6 @@ public final class BertTrainingModel: @unchecked Sendable {
                                            EmbeddingLookup(table: type, ids: t.baseAddress!)],
                                  dout: dpre, N: N, C: C, pool: pool)
         } } }
-    }
-
-    /// Optimizer groups: one per tensor, weight decay on 2-D tensors (not biases or LayerNorms).
-    public func parameterGroups(frozen: (String) -> Bool = { _ in false }) -> [ParameterGroupSpec] {
-        var offset = 0
-        return params.layout.map { entry in
-            let n = entry.shape.reduce(1, *)
-            defer { offset += n }
-            return ParameterGroupSpec(name: entry.name, range: offset..<offset + n, decay: entry.shape.count >= 2,
-                                      trainable: !frozen(entry.name))
-        }
     }
 
     /// The current weights as an inference model (zero-copy views, except the stacked q/k/v).

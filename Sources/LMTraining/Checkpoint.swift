@@ -50,17 +50,15 @@ public enum Checkpoint {
     static let formatKey = "swift_lm_checkpoint"
 
     /// Saves parameters, optimizer moments, options, model config and trainer state atomically.
-    public static func save(to path: String, model: GPTTrainingModel, optimizer: Optimizer,
+    public static func save(to path: String, objective: any TrainingObjective, optimizer: Optimizer,
                             options: TrainingOptions, tokenizer: String, state: TrainerState) throws {
-        var items: [(String, SafeTensorsWriter.Item)] = model.params.tensors.map { ($0.0, .float($0.1)) }
+        var items: [(String, SafeTensorsWriter.Item)] = objective.params.tensors.map { ($0.0, .float($0.1)) }
         for (name, t) in optimizer.stateTensors() { items.append(("optimizer." + name, .float(t))) }
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys]
-        func json<T: Encodable>(_ v: T) throws -> String { String(decoding: try encoder.encode(v), as: UTF8.self) }
+        func json<T: Encodable>(_ v: T) throws -> String { String(decoding: try JSONEncoder.sorted.encode(v), as: UTF8.self) }
         let metadata: [String: String] = [
             "format": "pt",
             formatKey: "1",
-            "model_config": try json(model.config),
+            "model_config": try objective.configJSON(),
             "training_options": try json(options),
             "trainer_state": try json(state),
             "tokenizer": tokenizer,
@@ -72,13 +70,21 @@ public enum Checkpoint {
     public struct Loaded {
         public let file: SafeTensorsFile
         public let options: TrainingOptions
-        public let config: GPT2Config
+        /// The model config as JSON (`GPT2Config` or `BertConfig`, after `options.maskedLM`).
+        public let configJSON: String
         public let state: TrainerState
         public let tokenizer: String
 
+        /// The model config, decoded as `type`.
+        public func config<C: Decodable>(_ type: C.Type) throws -> C {
+            do { return try JSONDecoder().decode(C.self, from: Data(configJSON.utf8)) } catch {
+                throw LMError(.corruptFile, "'\(file.path)' has an unreadable model config (\(error)) — start a new run without --resume")
+            }
+        }
+
         /// Copies parameters and optimizer moments into a model and optimizer of the same shape.
-        public func restore(into model: GPTTrainingModel, optimizer: Optimizer) throws {
-            try model.loadWeights(from: SafeTensorsWeightSource(file: file))
+        public func restore(into model: any TrainingObjective, optimizer: Optimizer) throws {
+            try model.params.load(from: SafeTensorsWeightSource(file: file))
             var moments: [String: Tensor] = [:]
             for name in file.names where name.hasPrefix("optimizer.") {
                 moments[String(name.dropFirst("optimizer.".count))] = try file.tensor(name)
@@ -99,19 +105,11 @@ public enum Checkpoint {
         do {
             return Loaded(file: file,
                           options: try decoder.decode(TrainingOptions.self, from: Data(optionsJSON.utf8)),
-                          config: try decoder.decode(GPT2Config.self, from: Data(configJSON.utf8)),
+                          configJSON: configJSON,
                           state: try decoder.decode(TrainerState.self, from: Data(stateJSON.utf8)),
                           tokenizer: file.metadata["tokenizer"] ?? "")
         } catch {
             throw LMError(.corruptFile, "'\(path)' has unreadable training metadata (\(error)) — start a new run without --resume")
         }
-    }
-
-    /// Writes the model as a Hugging Face folder: config.json and model.safetensors (atomically).
-    public static func exportModel(_ model: GPTTrainingModel, dropout: Float, to dir: String) throws {
-        try FileIO.makeDirectory(dir)
-        try SafeTensorsWriter.write(model.params.tensors, to: dir + "/model.safetensors")
-        let config = try model.config.huggingFaceJSON(dropout: dropout)
-        try FileIO.writeString(String(decoding: config, as: UTF8.self) + "\n", to: dir + "/config.json")
     }
 }

@@ -134,7 +134,7 @@ public final class ClassifierTrainer {
         var oc = OptimizerConfig.adamW(beta2: 0.999, weightDecay: options.weightDecay)
         oc.eps = 1e-8
         optimizer = try Optimizer(config: oc, parameterCount: P,
-                                  groups: model.parameterGroups().map { ParameterGroup(range: $0.range, decay: $0.decay, trainable: $0.trainable) })
+                                  groups: model.params.optimizerGroups())
     }
 
     public var stepsPerEpoch: Int { (train.ids.count + options.batch - 1) / options.batch }

@@ -163,12 +163,7 @@ public final class GPTTrainingModel: @unchecked Sendable {
     }
 
     /// Copies weights from another source with the same config (a pretrained checkpoint).
-    public func loadWeights(from source: WeightSource) throws {
-        for (name, t) in params.tensors {
-            let src = try source.tensor(name, shape: t.shape)
-            t.data.update(from: src.data, count: t.count)
-        }
-    }
+    public func loadWeights(from source: WeightSource) throws { try params.load(from: source) }
 
     public func zeroGradients() { grads.zero() }
 
@@ -314,23 +309,4 @@ public final class GPTTrainingModel: @unchecked Sendable {
         embeddingBackward(dtokenTable: dwte, dpositionTable: dwpe, dout: dembed, tokens: inputs,
                           startPosition: 0, B: B, T: T, C: C, pool: pool)
     }
-
-    /// Optimizer groups: one per parameter tensor, decay on 2-D tensors, frozen ones off.
-    public func parameterGroups(frozen: (String) -> Bool = { _ in false }) -> [ParameterGroupSpec] {
-        var offset = 0
-        return params.layout.map { entry in
-            let n = entry.shape.reduce(1, *)
-            defer { offset += n }
-            return ParameterGroupSpec(name: entry.name, range: offset..<offset + n, decay: entry.shape.count >= 2,
-                                      trainable: !frozen(entry.name))
-        }
-    }
-}
-
-/// A named range of the parameter slab (what the optimizer's groups are built from).
-public struct ParameterGroupSpec: Sendable, Equatable {
-    public let name: String
-    public let range: Range<Int>
-    public let decay: Bool
-    public let trainable: Bool
 }

@@ -23,6 +23,12 @@ public enum TokenizerSpec: Equatable, Sendable, CustomStringConvertible {
         }
     }
 
+    /// `char` and `spm:VOCAB` build a tokenizer from the corpus (no `[CLS]`, `[SEP]`, `[MASK]`).
+    public var trainsANewTokenizer: Bool {
+        if case .existing = self { return false }
+        return true
+    }
+
     public var description: String {
         switch self {
         case .characters: return "char"
@@ -60,7 +66,9 @@ public struct TrainingSummary: Sendable {
     public var stoppedEarly: Bool
 }
 
-/// Trains (or fine-tunes) a GPT on a corpus, writing a run directory that is a model folder.
+/// Trains (or fine-tunes) a model on a corpus, writing a run directory that is a model folder:
+/// a GPT (next-token prediction) or, with `options.maskedLM`, a BERT encoder (masked LM). The
+/// model and its batches are a `TrainingObjective`; this is the loop around it.
 ///
 /// ```swift
 /// let trainer = try Trainer(corpus: "input.txt", tokenizer: .characters, options: .preset("nano"),
@@ -70,7 +78,7 @@ public struct TrainingSummary: Sendable {
 public final class Trainer {
     public let options: TrainingOptions
     public let run: RunDirectory
-    public let model: GPTTrainingModel
+    public let objective: any TrainingObjective
     public let optimizer: Optimizer
     public let dataset: TokenDataset
     public let tokenizer: any Tokenizer
@@ -113,6 +121,9 @@ public final class Trainer {
         }
         try options.validate()
         self.options = options
+        if options.maskedLM != nil, !resume, spec.trainsANewTokenizer {
+            throw LMError(.invalidArgument, "masked-LM pretraining needs a WordPiece tokenizer with [CLS], [SEP] and [MASK], not --tokenizer \(spec) — pass a BERT folder or its vocab.txt / tokenizer.json, e.g. --tokenizer ../shared/models/minilm-l6-v2")
+        }
         try FileIO.makeDirectory(runDirectory)
 
         // Corpus → tokenizer → tokens (kept in the run directory).
@@ -129,6 +140,10 @@ public final class Trainer {
             tok = try Trainer.prepareTokenizer(spec, baseModel: baseModel, corpus: corpus, runDirectory: runDirectory, onEvent: onEvent)
         }
         self.tokenizer = tok
+        if options.maskedLM != nil {
+            _ = try MaskedLMTokens(tokenizer: tok)
+            try Trainer.writeVocabulary(tok, to: runDirectory)
+        }
         tokenizerDescription = baseModel.map { "from \($0)" } ?? spec.description
         if !resume || !FileIO.exists(run.tokens) {
             onEvent(.info("tokenizing \(corpus) (\(tok.summary))"))
@@ -140,62 +155,112 @@ public final class Trainer {
         dataset = try TokenDataset(tokens: tokens, context: options.context)
         onEvent(.info("corpus: \(tokens.count) tokens (\(dataset.train.count) train, \(dataset.validation.count) validation), vocabulary \(tok.vocabularySize)"))
 
-        // Model.
-        var config: GPT2Config
-        if let baseModel {
-            let folder = try ModelFolder(path: baseModel)
-            guard folder.modelType == "gpt2" else {
-                throw LMError(.invalidConfig, "'\(baseModel)' is a \(folder.modelType) model; lm finetune continues GPT-2-architecture models")
-            }
-            config = try folder.decodeConfig(GPT2Config.self)
-            guard config.vocabSize >= tok.vocabularySize else {
-                throw LMError(.invalidConfig, "the tokenizer has \(tok.vocabularySize) ids but the model only \(config.vocabSize)")
-            }
-            guard options.context <= config.nPositions else {
-                throw LMError(.invalidArgument, "--context \(options.context) exceeds the model's \(config.nPositions) positions")
-            }
-        } else {
-            config = options.modelConfig(vocabularySize: tok.vocabularySize, bos: tok.specialTokens.bos, eos: tok.specialTokens.eos)
-        }
-        if let loaded { config = loaded.config }
-        let B = options.batch, T = options.context
-        let acts = GPTTrainingModel.activationFloats(config: config, B: B, T: T, threads: pool.threadCount)
-        let P = config.parameterLayout.reduce(0) { $0 + $1.shape.reduce(1, *) }
+        // Model: the memory plan comes from its config, before anything is allocated.
+        let spec = try Trainer.modelSpec(options, tokenizer: tok, baseModel: baseModel, checkpoint: loaded)
+        let P = spec.parameterCount
         let moments = [OptimizerKind.adam, .adamw].contains(options.optimizer.kind) ? 2 : 1
         memoryPlan = MemoryPlan(parameters: P * 4, gradients: P * 4, optimizerState: moments * P * 4,
-                                activations: acts.acts * 4 + acts.maskBytes, available: Trainer.availableMemory())
+                                activations: spec.activationBytes(options, threads: pool.threadCount),
+                                available: Trainer.availableMemory())
         onEvent(.plan(memoryPlan))
         if let available = memoryPlan.available, memoryPlan.total > available {
             throw LMError(.invalidArgument, "this run needs \(memoryPlan.total >> 20) MiB but only \(available >> 20) MiB are free — lower --batch or --context")
         }
-        model = try GPTTrainingModel(config: config, batch: B, time: T, seed: options.seed, pool: pool)
-        model.dropout = options.dropout
+        objective = try spec.build(options, pool: pool)
         if let baseModel {
             let folder = try ModelFolder(path: baseModel)
-            try model.loadWeights(from: SafeTensorsWeightSource(file: try folder.openWeights(), optionalPrefixes: ["transformer."]))
+            try objective.params.load(from: SafeTensorsWeightSource(file: try folder.openWeights(), optionalPrefixes: ["transformer."]))
         } else {
-            model.initializeWeights(seed: options.seed)
+            objective.initializeWeights(seed: options.seed)
         }
         let frozen = Set(options.frozenLayers)
-        let groups = model.parameterGroups { name in
+        let groups = objective.params.optimizerGroups { name in
             if frozen.contains(-1), name.hasPrefix("transformer.wte") || name.hasPrefix("transformer.wpe") { return true }
             return frozen.contains { name.hasPrefix("transformer.h.\($0).") }
         }
-        optimizer = try Optimizer(config: options.optimizer, parameterCount: P,
-                                  groups: groups.map { ParameterGroup(range: $0.range, decay: $0.decay, trainable: $0.trainable) })
+        optimizer = try Optimizer(config: options.optimizer, parameterCount: P, groups: groups)
         if let loaded {
-            try loaded.restore(into: model, optimizer: optimizer)
+            try loaded.restore(into: objective, optimizer: optimizer)
             state = loaded.state
             onEvent(.info("resuming from step \(state.step) of \(options.steps)"))
         } else {
-            state = TrainerState(step: 0, optimizerStep: 0, rng: model.rngState, bestValidationLoss: nil, bestStep: nil,
+            state = TrainerState(step: 0, optimizerStep: 0, rng: objective.rngState, bestValidationLoss: nil, bestStep: nil,
                                  evaluationsWithoutImprovement: 0, logBytes: 0, elapsedSeconds: 0)
         }
     }
 
+    /// The model a run trains, before it is built.
+    enum ModelSpec {
+        case gpt(GPT2Config)
+        case maskedLM(BertConfig, MaskedLMTokens, MaskedLMOptions)
+
+        var parameterCount: Int {
+            let layout: [(name: String, shape: [Int])]
+            switch self {
+            case .gpt(let c): layout = c.parameterLayout
+            case .maskedLM(let c, _, _): layout = BertTrainingModel.layout(config: c, head: .maskedLM)
+            }
+            return layout.reduce(0) { $0 + $1.shape.reduce(1, *) }
+        }
+
+        func activationBytes(_ o: TrainingOptions, threads: Int) -> Int {
+            switch self {
+            case .gpt(let c):
+                let a = GPTTrainingModel.activationFloats(config: c, B: o.batch, T: o.context, threads: threads)
+                return a.acts * 4 + a.maskBytes
+            case .maskedLM(let c, _, _):
+                let a = BertTrainingModel.activationFloats(config: c, head: .maskedLM, maxTokens: o.batch * o.context,
+                                                           maxLength: o.context, threads: threads)
+                return a.floats * 4 + a.maskBytes
+            }
+        }
+
+        /// The model with its batches (weights not set yet).
+        func build(_ o: TrainingOptions, pool: ThreadPool) throws -> any TrainingObjective {
+            switch self {
+            case .gpt(let c):
+                let model = try GPTTrainingModel(config: c, batch: o.batch, time: o.context, seed: o.seed, pool: pool)
+                model.dropout = o.dropout
+                return CausalLMObjective(model: model, batch: o.batch, context: o.context)
+            case .maskedLM(let c, let tokens, let mlm):
+                return try MaskedLMObjective(config: c, batch: o.batch, context: o.context, tokens: tokens, options: mlm,
+                                             seed: o.seed, pool: pool)
+            }
+        }
+    }
+
+    /// A run's model: a GPT (of the options' shape, of `baseModel`, or the checkpoint's) or,
+    /// for a masked-LM run, a BERT encoder with the masked-LM head.
+    static func modelSpec(_ options: TrainingOptions, tokenizer tok: any Tokenizer, baseModel: String?,
+                          checkpoint: Checkpoint.Loaded?) throws -> ModelSpec {
+        if let mlm = options.maskedLM {
+            guard baseModel == nil else {
+                throw LMError(.invalidArgument, "masked-LM runs start from random weights; continuing a BERT folder is not supported")
+            }
+            let config = try checkpoint?.config(BertConfig.self)
+                ?? options.bertConfig(vocabularySize: tok.vocabularySize, pad: tok.specialTokens.pad)
+            return .maskedLM(config, try MaskedLMTokens(tokenizer: tok), mlm)
+        }
+        if let checkpoint { return .gpt(try checkpoint.config(GPT2Config.self)) }
+        guard let baseModel else {
+            return .gpt(options.modelConfig(vocabularySize: tok.vocabularySize, bos: tok.specialTokens.bos, eos: tok.specialTokens.eos))
+        }
+        let folder = try ModelFolder(path: baseModel)
+        guard folder.modelType == "gpt2" else {
+            throw LMError(.invalidConfig, "'\(baseModel)' is a \(folder.modelType) model; lm finetune continues GPT-2-architecture models")
+        }
+        let config = try folder.decodeConfig(GPT2Config.self)
+        guard config.vocabSize >= tok.vocabularySize else {
+            throw LMError(.invalidConfig, "the tokenizer has \(tok.vocabularySize) ids but the model only \(config.vocabSize)")
+        }
+        guard options.context <= config.nPositions else {
+            throw LMError(.invalidArgument, "--context \(options.context) exceeds the model's \(config.nPositions) positions")
+        }
+        return .gpt(config)
+    }
+
     static func checkSameArchitecture(checkpoint c: TrainingOptions, requested r: TrainingOptions, path: String) throws {
-        let a = "\(c.layers) layers, \(c.heads) heads, \(c.dim) dim, context \(c.context)"
-        let b = "\(r.layers) layers, \(r.heads) heads, \(r.dim) dim, context \(r.context)"
+        let a = c.shapeDescription, b = r.shapeDescription
         if a != b {
             throw LMError(.invalidArgument, "--resume: '\(path)' holds a model with \(a), but this run asks for \(b) — use the same shape, or a new --out")
         }
@@ -235,8 +300,10 @@ public final class Trainer {
                 try copyFile(path, runDirectory + "/tokenizer.model")
             } else if path.hasSuffix("tokenizer.json") {
                 try copyFile(path, runDirectory + "/tokenizer.json")
+            } else if path.hasSuffix("vocab.txt") {
+                try copyFile(path, runDirectory + "/vocab.txt")
             } else {
-                throw LMError(.invalidArgument, "--tokenizer \(path): give char, spm:VOCAB, a model folder, a tokenizer.json or a SentencePiece .model")
+                throw LMError(.invalidArgument, "--tokenizer \(path): give char, spm:VOCAB, a model folder, a tokenizer.json, a vocab.txt or a SentencePiece .model")
             }
             guard let tok = try TokenizerLoader.find(inModelFolder: runDirectory) else {
                 throw LMError(.fileNotFound, "no tokenizer found in '\(path)'")
@@ -251,6 +318,14 @@ public final class Trainer {
             try FileIO.writeAtomically(path) { fd in try bytes.withUnsafeBytes { try FileIO.writeAll(fd, $0, path: path) } }
             return try TokenizerLoader.load(path: path)
         }
+    }
+
+    /// Writes `vocab.txt` (one piece per line, in id order: what `BertTokenizer` reads) into a
+    /// masked-LM run folder that has none, such as one given only a WordPiece `tokenizer.json`.
+    static func writeVocabulary(_ tok: any Tokenizer, to dir: String) throws {
+        guard !FileIO.exists(dir + "/vocab.txt") else { return }
+        let pieces = (0..<tok.vocabularySize).map { tok.piece(for: $0) ?? "[unused\($0)]" }
+        try FileIO.writeString(pieces.joined(separator: "\n") + "\n", to: dir + "/vocab.txt")
     }
 
     static func copyTokenizerFiles(from dir: String, to dest: String) throws {
@@ -273,19 +348,12 @@ public final class Trainer {
 
     /// Mean validation loss over `evalBatches` fixed batches (the same batches every time).
     public func evaluate() throws -> Float {
-        let B = options.batch, T = options.context
         var rng = SeededRNG(seed: 42)
-        var inputs = [Int32](repeating: 0, count: B * T), targets = inputs
-        model.training = false
-        defer { model.training = true }
+        objective.training = false
+        defer { objective.training = true }
         var total = 0.0
         for _ in 0..<options.evalBatches {
-            try inputs.withUnsafeMutableBufferPointer { i in
-                try targets.withUnsafeMutableBufferPointer { t in
-                    dataset.batch(from: dataset.validation, B: B, T: T, rng: &rng, inputs: i.baseAddress!, targets: t.baseAddress!)
-                    total += Double(try model.forward(inputs: i.baseAddress!, targets: t.baseAddress!, B: B, T: T))
-                }
-            }
+            total += Double(try objective.loss(dataset, dataset.validation, rng: &rng))
         }
         return Float(total / Double(options.evalBatches))
     }
@@ -295,42 +363,35 @@ public final class Trainer {
     @discardableResult
     public func run(pauseAt: Int? = nil, onEvent: (TrainerEvent) -> Void = { _ in }) throws -> TrainingSummary {
         let o = options
-        let B = o.batch, T = o.context
         let schedule = o.learningRateSchedule
         let log = try TrainingLog(path: run.log, keepBytes: state.logBytes)
         var records = (try? TrainingLog.read(run.log)) ?? []
-        var inputs = [Int32](repeating: 0, count: B * T), targets = inputs
         var stepTimes: [Double] = []
         var lastLoss: Float = .nan
         var stoppedEarly = false
         onEvent(.started(startStep: state.step, totalSteps: o.steps))
-        let title = "\(o.layers)-layer \(o.dim)-dim GPT, batch \(B) × \(T) — \((run.path as NSString).lastPathComponent)"
+        let title = "\(objective.summary), batch \(o.batch) × \(o.context) — \((run.path as NSString).lastPathComponent)"
 
         while state.step < o.steps {
             let step = state.step
             let lr = schedule.learningRate(at: step)
             let t0 = monotonic()
-            model.zeroGradients()
+            objective.zeroGradients()
             var loss: Double = 0
             for micro in 0..<o.gradientAccumulation {
                 var rng = TokenDataset.stepRNG(seed: o.seed, step: step, micro: micro)
-                try inputs.withUnsafeMutableBufferPointer { i in
-                    try targets.withUnsafeMutableBufferPointer { t in
-                        dataset.batch(from: dataset.train, B: B, T: T, rng: &rng, inputs: i.baseAddress!, targets: t.baseAddress!)
-                        loss += Double(try model.forward(inputs: i.baseAddress!, targets: t.baseAddress!, B: B, T: T))
-                    }
-                }
-                try model.backward(lossScale: 1 / Float(o.gradientAccumulation))
+                loss += Double(try objective.loss(dataset, dataset.train, rng: &rng))
+                try objective.backward(lossScale: 1 / Float(o.gradientAccumulation))
             }
             let meanLoss = Float(loss / Double(o.gradientAccumulation))
             let norm = o.gradientClip > 0
-                ? clipGradientNorm(model.grads.storage.base, count: model.grads.count, maxNorm: o.gradientClip, pool: pool)
-                : gradientNorm(model.grads.storage.base, count: model.grads.count, pool: pool)
+                ? clipGradientNorm(objective.grads.storage.base, count: objective.grads.count, maxNorm: o.gradientClip, pool: pool)
+                : gradientNorm(objective.grads.storage.base, count: objective.grads.count, pool: pool)
             guard meanLoss.isFinite, norm.isFinite else {
                 let kept = FileIO.exists(run.checkpoint) ? "the last good checkpoint (step \(lastCheckpointStep())) is kept in \(run.path)" : "no checkpoint was written yet"
                 throw LMError(.invalidInput, "training diverged: the loss became \(meanLoss.isNaN || norm.isNaN ? "NaN" : "infinite") at step \(step + 1) — lower --lr (now \(o.learningRate)) or raise --warmup; \(kept)")
             }
-            optimizer.step(params: model.params.storage.base, grads: model.grads.storage.base, lr: lr, pool: pool)
+            optimizer.step(params: objective.params.storage.base, grads: objective.grads.storage.base, lr: lr, pool: pool)
             let dt = monotonic() - t0
             stepTimes.append(dt)
             state.step += 1
@@ -341,7 +402,7 @@ public final class Trainer {
             let done = state.step == o.steps
             let evalNow = state.step % o.evalInterval == 0 || done
             var record = StepRecord(step: state.step, trainLoss: meanLoss, lr: lr, msPerStep: dt * 1000,
-                                    tokensPerSecond: Double(B * T * o.gradientAccumulation) / dt, gradNorm: norm)
+                                    tokensPerSecond: Double(objective.tokensPerBatch * o.gradientAccumulation) / dt, gradNorm: norm)
             var improved = false
             if evalNow {
                 let val = try evaluate()
@@ -352,7 +413,7 @@ public final class Trainer {
                     state.bestValidationLoss = val
                     state.bestStep = state.step
                     state.evaluationsWithoutImprovement = 0
-                    try Checkpoint.exportModel(model, dropout: o.dropout, to: run.path)
+                    try objective.export(to: run.path)
                 } else {
                     state.evaluationsWithoutImprovement += 1
                 }
@@ -367,9 +428,9 @@ public final class Trainer {
             let stopEarly = o.patience > 0 && state.evaluationsWithoutImprovement >= o.patience
             let pause = state.step == pauseAt
             if done || stopEarly || pause || state.step % o.checkpointInterval == 0 {
-                state.rng = model.rngState
+                state.rng = objective.rngState
                 state.logBytes = log.size
-                try Checkpoint.save(to: run.checkpoint, model: model, optimizer: optimizer, options: o,
+                try Checkpoint.save(to: run.checkpoint, objective: objective, optimizer: optimizer, options: o,
                                     tokenizer: tokenizerDescription, state: state)
                 onEvent(.checkpoint(step: state.step))
             }

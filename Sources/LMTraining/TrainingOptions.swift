@@ -30,6 +30,9 @@ public struct TrainingOptions: Codable, Sendable, Equatable {
     public var seed: UInt64 = 1337
     /// Layers whose weights stay fixed (fine-tuning): the embeddings count as layer −1.
     public var frozenLayers: [Int] = []
+    /// Set: the run pretrains a BERT encoder with the masked-LM objective (`--arch bert
+    /// --objective mlm`) instead of a GPT; the context counts `[CLS]` and `[SEP]`.
+    public var maskedLM: MaskedLMOptions? = nil
 
     public init() {}
 
@@ -73,6 +76,22 @@ public struct TrainingOptions: Codable, Sendable, Equatable {
         return c
     }
 
+    /// The BERT config (`BertForMaskedLM`) of a masked-LM run: the shape flags, an
+    /// intermediate size of 4 × dim, `context` positions, hidden dropout `dropout` (attention
+    /// dropout is not implemented, so its probability is recorded as 0).
+    public func bertConfig(vocabularySize: Int, pad: Int?) -> BertConfig {
+        var c = BertConfig.small(vocabularySize: vocabularySize, layers: layers, heads: heads, dim: dim, positions: context)
+        c.hiddenDropoutProb = dropout
+        c.attentionProbsDropoutProb = 0
+        c.padTokenID = pad
+        return c
+    }
+
+    /// "GPT" or "BERT masked LM" with the shape (messages about a checkpoint's model).
+    public var shapeDescription: String {
+        "\(maskedLM == nil ? "GPT" : "BERT masked LM") with \(layers) layers, \(heads) heads, \(dim) dim, context \(context)"
+    }
+
     /// One-line errors for impossible values.
     public func validate() throws {
         func check(_ ok: Bool, _ message: String) throws {
@@ -93,6 +112,11 @@ public struct TrainingOptions: Codable, Sendable, Equatable {
         try check(checkpointInterval >= 1, "--checkpoint-interval must be ≥ 1")
         try check(logInterval >= 1, "--log-interval must be ≥ 1")
         try check(patience >= 0, "--patience must be ≥ 0")
+        if let maskedLM {
+            try check(context >= 3, "--context \(context) must be at least 3 for a masked LM ([CLS], a token, [SEP])")
+            try check(frozenLayers.isEmpty, "frozen layers apply to GPT fine-tuning, not to masked-LM pretraining")
+            try maskedLM.validate()
+        }
         try optimizer.validate()
         try learningRateSchedule.validate()
     }

@@ -115,7 +115,8 @@ func runTraining(_ trainer: () throws -> Trainer, json: Bool) throws {
     bar?.finish()
     let best = summary.bestValidationLoss.map { String(format: "%.4f at step %d", $0, summary.bestStep ?? 0) } ?? "-"
     printError(String(format: "done: %d steps, final train loss %.4f, best val loss %@, median %.1f ms/step", summary.steps, summary.finalTrainLoss, best, summary.medianMsPerStep))
-    printError("model: \(t.run.path)  (lm generate --model \(t.run.path) --prompt ...)")
+    let use = t.objective is MaskedLMObjective ? "lm embed --model \(t.run.path) TEXT" : "lm generate --model \(t.run.path) --prompt ..."
+    printError("model: \(t.run.path)  (\(use))")
     printError("log: \(t.run.log)  plot: \(t.run.plot)")
     if json {
         var o: [String: Any] = ["steps": summary.steps, "final_train_loss": summary.finalTrainLoss,
@@ -129,12 +130,22 @@ func runTraining(_ trainer: () throws -> Trainer, json: Bool) throws {
 struct TrainCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "train",
-        abstract: "Pretrain a GPT (causal LM) on a text corpus.",
+        abstract: "Pretrain a GPT (causal LM) or a BERT encoder (masked LM) on a text corpus.",
         discussion: reflow("""
         Prints a memory plan, then a progress bar with loss, tokens/s and ETA; evaluates the
         validation loss (last 10 % of the corpus) every --eval-interval steps and keeps the best
         model in --out, which is a model folder for lm generate. A killed run continues with
         --resume exactly where its last checkpoint left it.
+
+        --arch bert --objective mlm pretrains a BERT encoder with BERT's masked-LM objective:
+        each sequence is [CLS], a random window of context − 2 corpus tokens, [SEP]; 15 % of
+        the window's tokens are chosen, 80 % of them become [MASK], 10 % a random token and 10 %
+        stay; the loss is the cross-entropy at the chosen tokens. It needs a WordPiece tokenizer
+        (--tokenizer with a BERT folder, its vocab.txt or tokenizer.json). The shape flags apply
+        (intermediate size 4 × --dim, --context positions); --out becomes a Hugging Face
+        BertForMaskedLM folder (config.json, model.safetensors, vocab.txt) for lm embed or
+        transformers. Everything else (evaluation, best model, checkpoints, --resume, log, plot)
+        is the same.
 
         Presets: nano (seconds, for tests), shakespeare-cpu (4 layers, 4 heads, 128 dim,
         context 64, batch 12, AdamW 1e-3 cosine to 1e-4, warm-up 100, weight decay 0.1,
@@ -145,19 +156,44 @@ struct TrainCommand: ParsableCommand {
           lm train --corpus ../shared/data/tinyshakespeare/input.txt --tokenizer char --preset shakespeare-cpu --out runs/shakespeare
           lm train --corpus wiki.txt --tokenizer spm:4000 --layers 6 --heads 6 --dim 384 --context 256 --batch 16 --steps 5000 --out runs/wiki
           lm train --out runs/shakespeare --corpus ../shared/data/tinyshakespeare/input.txt --resume
+          lm train --arch bert --objective mlm --corpus ../shared/data/wikitext-2/train.txt --tokenizer ../shared/models/minilm-l6-v2 --preset nano --steps 1000 --out runs/bert-mlm
         """)
     )
 
-    @Option(help: "char, spm:VOCAB (train a SentencePiece BPE on the corpus), or a tokenizer path.")
-    var tokenizer: String = "char"
+    @Option(help: "char, spm:VOCAB (train a SentencePiece BPE on the corpus), or a tokenizer path (a WordPiece one for --arch bert). Default: char for a GPT.")
+    var tokenizer: String?
     @Option(help: "Starting values: nano, shakespeare-cpu or baby.")
     var preset: String = "shakespeare-cpu"
+    @Option(help: "gpt (a causal LM, the default) or bert (an encoder, trained with --objective mlm).")
+    var arch: String?
+    @Option(help: "clm (next-token prediction: gpt) or mlm (masked-LM: bert).")
+    var objective: String?
     @OptionGroup var flags: TrainingFlags
+
+    /// Whether the run is a BERT masked LM; with neither flag, what the resumed run was (else a GPT).
+    func maskedLM() throws -> Bool? {
+        guard arch != nil || objective != nil else { return nil }
+        switch (arch ?? (objective == "mlm" ? "bert" : "gpt"), objective ?? (arch == "bert" ? "mlm" : "clm")) {
+        case ("gpt", "clm"): return false
+        case ("bert", "mlm"): return true
+        case ("gpt", "mlm"): throw LMError(.invalidArgument, "--objective mlm trains BERT encoders: use --arch bert --objective mlm")
+        case ("bert", "clm"): throw LMError(.invalidArgument, "a BERT encoder trains with --objective mlm (for a causal LM use --arch gpt)")
+        case (let a, let o):
+            throw LMError(.invalidArgument, ["gpt", "bert"].contains(a) ? "--objective \(o): use clm or mlm" : "--arch \(a): use gpt or bert")
+        }
+    }
 
     func run() throws {
         let pool = flags.threads.apply()
-        let options = try flags.apply(to: try TrainingOptions.preset(preset))
-        let spec = try TokenizerSpec(parsing: tokenizer)
+        var options = try flags.apply(to: try TrainingOptions.preset(preset))
+        if let mlm = try maskedLM() {
+            options.maskedLM = mlm ? (options.maskedLM ?? MaskedLMOptions()) : nil
+            try options.validate()
+        }
+        if options.maskedLM != nil && tokenizer == nil && !flags.resume {
+            throw LMError(.invalidArgument, "masked-LM pretraining needs a WordPiece tokenizer: pass --tokenizer with a BERT folder or its vocab.txt, e.g. --tokenizer ../shared/models/minilm-l6-v2")
+        }
+        let spec = try TokenizerSpec(parsing: tokenizer ?? "char")
         try runTraining({
             try Trainer(corpus: try flags.requiredCorpus(), tokenizer: spec, options: options, runDirectory: flags.out,
                         resume: flags.resume, extendSteps: flags.steps, pool: pool, onEvent: printSetupEvent)

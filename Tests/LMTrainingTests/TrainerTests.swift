@@ -12,10 +12,7 @@ final class TrainerTests: XCTestCase {
     var corpus = ""
 
     override func setUpWithError() throws {
-        dir = try TestPaths.temporaryDirectory("trainer")
-        let full = try String(contentsOfFile: try TestPaths.sharedFile("data/tinyshakespeare/input.txt"), encoding: .utf8)
-        corpus = dir + "/corpus.txt"
-        try String(full.prefix(60_000)).write(toFile: corpus, atomically: true, encoding: .utf8)
+        (dir, corpus) = try shakespeareSlice("trainer")
     }
 
     override func tearDown() { try? FileManager.default.removeItem(atPath: dir) }
@@ -67,7 +64,7 @@ final class TrainerTests: XCTestCase {
         try trainer.run()
         let inference = try ModelRegistry.loadCausalLM(folder: out, pool: ThreadPool(threads: 1))
         let ids: [Int32] = [1, 5, 9, 13, 20, 3, 2, 40]
-        let training = trainer.model
+        let training = try XCTUnwrap((trainer.objective as? CausalLMObjective)?.model)
         training.training = false
         try ids.withUnsafeBufferPointer { _ = try training.forward(inputs: $0.baseAddress!, targets: nil, B: 1, T: ids.count) }
         let a = Array(training.lastLogits)
@@ -87,13 +84,7 @@ final class TrainerTests: XCTestCase {
         XCTAssertEqual(try TrainingLog.read(parts + "/log.jsonl").last?.step, 30)
         try Trainer(corpus: corpus, tokenizer: .characters, options: o, runDirectory: parts,
                     resume: true, pool: ThreadPool(threads: 2)).run()
-        let a = try TrainingLog.read(whole + "/log.jsonl"), b = try TrainingLog.read(parts + "/log.jsonl")
-        XCTAssertEqual(a.map(\.step), b.map(\.step))
-        XCTAssertEqual(a.map(\.trainLoss), b.map(\.trainLoss), "same losses to the last bit")
-        XCTAssertEqual(a.map(\.valLoss), b.map(\.valLoss))
-        XCTAssertEqual(a.map(\.gradNorm), b.map(\.gradNorm))
-        let wa = try SafeTensorsFile(path: whole + "/model.safetensors"), wb = try SafeTensorsFile(path: parts + "/model.safetensors")
-        for name in wa.names { XCTAssertEqual(try wa.tensor(name).scalars, try wb.tensor(name).scalars, name) }
+        try assertSameRun(whole, parts)
     }
 
     func testBadCorporaAreRejected() throws {
@@ -112,4 +103,24 @@ final class TrainerTests: XCTestCase {
             }
         }
     }
+}
+
+/// Two run folders logged the same steps with the same losses, validation losses and gradient
+/// norms to the last bit, and hold bit-identical best models.
+func assertSameRun(_ whole: String, _ parts: String, file: StaticString = #filePath, line: UInt = #line) throws {
+    let a = try TrainingLog.read(whole + "/log.jsonl"), b = try TrainingLog.read(parts + "/log.jsonl")
+    XCTAssertEqual(a.map(\.step), b.map(\.step), file: file, line: line)
+    XCTAssertEqual(a.map(\.trainLoss), b.map(\.trainLoss), "same losses to the last bit", file: file, line: line)
+    XCTAssertEqual(a.map(\.valLoss), b.map(\.valLoss), file: file, line: line)
+    XCTAssertEqual(a.map(\.gradNorm), b.map(\.gradNorm), file: file, line: line)
+    let wa = try SafeTensorsFile(path: whole + "/model.safetensors"), wb = try SafeTensorsFile(path: parts + "/model.safetensors")
+    for name in wa.names { XCTAssertEqual(try wa.tensor(name).scalars, try wb.tensor(name).scalars, name, file: file, line: line) }
+}
+
+/// A fresh folder holding `corpus.txt`: the first 60,000 characters of Tiny Shakespeare.
+func shakespeareSlice(_ prefix: String) throws -> (dir: String, corpus: String) {
+    let dir = try TestPaths.temporaryDirectory(prefix)
+    let full = try String(contentsOfFile: try TestPaths.sharedFile("data/tinyshakespeare/input.txt"), encoding: .utf8)
+    try String(full.prefix(60_000)).write(toFile: dir + "/corpus.txt", atomically: true, encoding: .utf8)
+    return (dir, dir + "/corpus.txt")
 }

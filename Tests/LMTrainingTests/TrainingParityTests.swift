@@ -84,7 +84,7 @@ final class OptimizerStepParityTests: XCTestCase {
         let model = f.model
         var config = OptimizerConfig()
         config.kind = .adamw; config.beta1 = 0.9; config.beta2 = 0.999; config.eps = 1e-8; config.weightDecay = 0.1
-        let groups = model.parameterGroups().map { ParameterGroup(range: $0.range, decay: $0.decay, trainable: $0.trainable) }
+        let groups = model.params.optimizerGroups()
         let optimizer = try Optimizer(config: config, parameterCount: model.params.count, groups: groups)
         let expected = (f.step["three_steps"] as! [String: Any])["losses"] as! [NSNumber]
         var losses: [Float] = []

@@ -124,6 +124,44 @@ final class TrainCLITests: XCTestCase {
             XCTAssertTrue(r.stderr.contains(fragment), r.stderr)
         }
     }
+
+    /// `lm train --arch bert --objective mlm`: a short run writes a BERT folder `lm embed` reads;
+    /// wrong combinations and a missing WordPiece tokenizer are one-line errors.
+    func testMaskedLMPretrainingFromTheCommandLine() throws {
+        let minilm = try TestPaths.sharedFile("models/minilm-l6-v2")
+        let out = dir + "/mlm"
+        let r = try runProcess(lm, ["train", "--arch", "bert", "--objective", "mlm", "--tokenizer", minilm, "--corpus", corpus,
+                                    "--preset", "nano", "--steps", "10", "--eval-interval", "5", "--eval-batches", "2",
+                                    "--out", out, "--threads", "1", "--json"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let summary = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data((r.stdout.split(separator: "\n").last ?? "").utf8)) as? [String: Any])
+        XCTAssertEqual(summary["steps"] as? Int, 10)
+        XCTAssertTrue(r.stderr.contains("BERT") || r.stderr.contains("lm embed --model"), r.stderr)
+        for f in ["config.json", "model.safetensors", "vocab.txt", "checkpoint.safetensors", "log.jsonl", "loss.svg"] {
+            XCTAssertTrue(FileManager.default.fileExists(atPath: out + "/" + f), f)
+        }
+        let e = try runProcess(lm, ["embed", "--model", out, "--json", "to be or not to be"])
+        XCTAssertEqual(e.status, 0, e.stderr)
+        XCTAssertTrue(e.stdout.contains("\"embedding\""), e.stdout)
+        // --resume needs no --arch: the checkpoint says what the run is.
+        let more = try runProcess(lm, ["train", "--corpus", corpus, "--out", out, "--resume", "--steps", "12", "--threads", "1"])
+        XCTAssertEqual(more.status, 0, more.stderr)
+        XCTAssertEqual(try losses(out).map { $0.contains("\"step\":12") }, [false, false, false, true], "steps 1, 5, 10, then 12")
+
+        let cases: [([String], String)] = [
+            (["--arch", "bert"], "needs a WordPiece tokenizer: pass --tokenizer"),
+            (["--arch", "bert", "--tokenizer", "char"], "not --tokenizer char"),
+            (["--arch", "gpt", "--objective", "mlm"], "use --arch bert --objective mlm"),
+            (["--arch", "bert", "--objective", "clm", "--tokenizer", minilm], "trains with --objective mlm"),
+            (["--arch", "llama"], "--arch llama: use gpt or bert"),
+        ]
+        for (i, (args, message)) in cases.enumerated() {
+            let bad = try runProcess(lm, ["train", "--corpus", corpus, "--preset", "nano", "--out", dir + "/bad\(i)"] + args)
+            XCTAssertNotEqual(bad.status, 0, args.joined(separator: " "))
+            XCTAssertTrue(bad.stderr.contains(message), "\(args): \(bad.stderr)")
+            XCTAssertEqual(bad.stderr.split(separator: "\n").filter { $0.hasPrefix("Error") }.count, 1, bad.stderr)
+        }
+    }
 }
 
 /// `lm finetune` on our own model and on a Hugging Face GPT-2 folder.
