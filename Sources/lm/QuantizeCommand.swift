@@ -104,6 +104,9 @@ struct QuantizeCommand: ParsableCommand {
         if random == nil && (model == nil || out == nil) {
             throw LMError(.invalidArgument, "give --model DIR and --out DIR (or --random NAME for a comparison on a random model)")
         }
+        if random == nil && !report && (data.corpus != nil || data.tsv != nil) {
+            throw LMError(.invalidArgument, "--corpus and --tsv are scored only with --report — add --report (or drop them)")
+        }
         if let random, GPT2Config.presets[random] == nil {
             throw LMError(.invalidArgument, "--random \(random) is not a known shape (known: \(GPT2Config.presets.keys.sorted().joined(separator: ", ")))")
         }

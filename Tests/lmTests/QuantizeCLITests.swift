@@ -125,6 +125,7 @@ final class QuantizeCLITests: XCTestCase {
             (["eval", "--model", classifier, "--corpus", corpus], "is a BERT classifier, which --corpus cannot score"),
             (["quantize", "--model", classifier, "--out", dir + "/q2", "--report", "--corpus", corpus], "which --corpus cannot score"),
             (["quantize", "--model", classifier, "--out", dir + "/q3", "--report"], "give a labelled TSV to score it on with --tsv"),
+            (["quantize", "--model", classifier, "--out", dir + "/q4", "--tsv", tsv], "scored only with --report"),
             (["eval", "--model", classifier, "--tsv", tsv, "--corpus", corpus], "not both"),
             (["eval", "--model", classifier, "--tsv", tsv, "--split-from", "0.5"], "apply to --corpus text, not to --tsv"),
             (["eval", "--model", try TestPaths.sharedFile("fixtures/bert-tiny-mlm/model-mlm"), "--tsv", tsv], "has no classification head"),
@@ -135,7 +136,7 @@ final class QuantizeCLITests: XCTestCase {
             XCTAssertTrue(r.stderr.contains(message), "\(args.joined(separator: " ")): \(r.stderr)")
             XCTAssertEqual(r.stderr.split(separator: "\n").count, 1, r.stderr)
         }
-        for q in ["q1", "q2", "q3"] { XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/" + q), "\(q) written despite the error") }
+        for q in ["q1", "q2", "q3", "q4"] { XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/" + q), "\(q) written despite the error") }
     }
 
     func testBenchInt8JSONContract() throws {
