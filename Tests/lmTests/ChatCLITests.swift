@@ -1,0 +1,315 @@
+import Foundation
+import LMTestSupport
+import XCTest
+
+/// A terminal for the real `lm` binary: a detached tmux session on a private socket, driven
+/// with `send-keys` and read with `capture-pane`.
+final class Terminal {
+    let socket: String
+    private static let tmuxPath = ["/usr/bin/tmux", "/bin/tmux", "/usr/local/bin/tmux"]
+        .first { FileManager.default.isExecutableFile(atPath: $0) }
+
+    /// Starts `lm arguments…` in a 200 × 60 terminal; `environment` is added to (or, with a nil
+    /// value, removed from) the command's environment. The pane prints `EXIT=<status>` when lm ends.
+    init(_ arguments: [String], environment: [String: String?], in dir: String) throws {
+        guard Terminal.tmuxPath != nil else {
+            XCTFail("tmux is not installed — apt-get install tmux (make test installs it)")
+            throw XCTSkip("no tmux")
+        }
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        socket = dir + "/tmux.sock"
+        func quote(_ s: String) -> String { "'" + s.replacingOccurrences(of: "'", with: "'\\''") + "'" }
+        var env = ["env"]
+        for (k, v) in environment.sorted(by: { $0.key < $1.key }) {
+            env += v.map { ["\(k)=\($0)"] } ?? ["-u", k]
+        }
+        let command = (env + [TestPaths.lmBinary] + arguments).map(quote).joined(separator: " ")
+            + "; echo EXIT=$?; sleep 600"
+        let r = try tmux(["new-session", "-d", "-x", "200", "-y", "60", command])
+        XCTAssertEqual(r.status, 0, r.output)
+    }
+
+    deinit { _ = try? tmux(["kill-server"]) }
+
+    /// Runs tmux with posix_spawn and waitpid, its output in a file: tmux forks its server
+    /// from the first client, and Foundation's `Process` has hung waiting for such a client.
+    @discardableResult
+    func tmux(_ args: [String]) throws -> (status: Int32, output: String) {
+        let path = Terminal.tmuxPath ?? "/usr/bin/tmux"
+        let out = socket + ".out"
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 1, out, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        posix_spawn_file_actions_adddup2(&actions, 1, 2)
+        let argv: [UnsafeMutablePointer<CChar>?] = ([path, "-S", socket, "-f", "/dev/null"] + args).map { strdup($0) } + [nil]
+        defer { argv.forEach { free($0) } }
+        var pid: pid_t = 0
+        let rc = posix_spawn(&pid, path, &actions, nil, argv, environ)
+        guard rc == 0 else { throw XCTSkip("cannot start tmux: \(String(cString: strerror(rc)))") }
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+        let text = (try? String(contentsOfFile: out, encoding: .utf8)) ?? ""
+        let code = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
+        return (code, text)
+    }
+
+    /// Types text literally, then presses Enter.
+    func enter(_ text: String) throws {
+        try tmux(["send-keys", "-l", text])
+        try tmux(["send-keys", "Enter"])
+    }
+
+    /// Presses keys by tmux name: Enter, C-c, Up, C-a, …
+    func press(_ keys: String...) throws { try tmux(["send-keys"] + keys) }
+
+    /// The whole pane, wrapped lines joined, trailing spaces dropped; `colours` keeps the SGR escapes.
+    func screen(colours: Bool = false) throws -> String {
+        let r = try tmux(["capture-pane", "-p", "-J", "-S", "-", "-E", "-"] + (colours ? ["-e"] : []))
+        return r.output.split(separator: "\n", omittingEmptySubsequences: false)
+            .map { String($0.reversed().drop { $0 == " " }.reversed()) }
+            .joined(separator: "\n")
+    }
+
+    var lines: [String] { ((try? screen()) ?? "").split(separator: "\n").map(String.init) }
+
+    /// Polls the screen until `condition` holds; fails with the screen after `timeout` seconds.
+    @discardableResult
+    func wait(_ what: String, timeout: Double = 30, file: StaticString = #filePath, line: UInt = #line,
+              _ condition: (String) -> Bool) throws -> String {
+        let end = Date().addingTimeInterval(timeout)
+        while true {
+            let s = try screen()
+            if condition(s) { return s }
+            if Date() > end {
+                XCTFail("timed out waiting for \(what); the screen:\n\(s)", file: file, line: line)
+                throw XCTSkip("timeout")
+            }
+            usleep(50_000)
+        }
+    }
+
+    /// Lines that are prompts (`> ` and what was typed after it).
+    static func prompts(_ screen: String) -> [String] {
+        screen.split(separator: "\n").map(String.init).filter { $0 == ">" || $0.hasPrefix("> ") }
+    }
+
+    /// Waits until the `n`-th prompt is on screen, waiting for input (the last line).
+    func waitForPrompt(_ n: Int, file: StaticString = #filePath, line: UInt = #line) throws {
+        try wait("prompt \(n)", file: file, line: line) { s in
+            Terminal.prompts(s).count >= n && s.split(separator: "\n").last.map(String.init) == ">"
+        }
+    }
+
+    /// The reply printed after the last prompt line equal to `"> " + input`, up to the next prompt.
+    func reply(after input: String) -> String {
+        let ls = lines
+        guard let i = ls.lastIndex(of: "> " + input) else { return "" }
+        var out: [String] = []
+        for l in ls[(i + 1)...] {
+            if l == ">" || l.hasPrefix("> ") { break }
+            out.append(l)
+        }
+        return out.joined(separator: "\n")
+    }
+}
+
+/// `lm chat` end to end: through a pseudo-terminal (tmux) and through pipes.
+final class ChatCLITests: XCTestCase {
+    var lm: String { TestPaths.lmBinary }
+    var dir = ""
+
+    override func setUpWithError() throws {
+        dir = try TestPaths.temporaryDirectory("chat-cli")
+    }
+
+    override func tearDownWithError() throws {
+        try? FileManager.default.removeItem(atPath: dir)
+    }
+
+    func env(colour: Bool = false) -> [String: String?] {
+        ["LM_HISTORY": dir + "/history", "NO_COLOR": colour ? nil : "1"]
+    }
+
+    // MARK: Terminal
+
+    func testAReplyStreamsInColourAndCtrlCStopsItWithoutEndingTheSession() throws {
+        let t = try Terminal(["chat", "--raw", "--max-tokens", "100000", "--seed", "1"], environment: env(colour: true), in: dir)
+        try t.waitForPrompt(1)
+        try t.enter("ROMEO:")
+        // The reply grows on screen while it is being generated (no prompt back yet).
+        try t.wait("the reply to start") { _ in t.reply(after: "ROMEO:").count >= 20 }
+        let early = t.reply(after: "ROMEO:").count
+        try t.wait("the reply to grow") { _ in t.reply(after: "ROMEO:").count >= early + 40 }
+        XCTAssertEqual(Terminal.prompts(try t.screen()).count, 1, "still generating")
+        XCTAssertTrue(try t.screen(colours: true).contains("\u{1B}[36m"), "the reply is coloured")
+
+        try t.press("C-c")
+        try t.waitForPrompt(2)
+        XCTAssertTrue(try t.screen().contains("(stopped)"))
+        // Ctrl-C at the prompt drops the typed line.
+        try t.tmux(["send-keys", "-l", "garbage"])
+        try t.wait("the typed text") { $0.contains("> garbage") }
+        try t.press("C-c")
+        try t.waitForPrompt(3)
+        try t.enter("/set max_tokens 20")
+        try t.wait("the setting") { $0.contains("max_tokens = 20") }
+        try t.waitForPrompt(4)
+        try t.enter("JULIET:")
+        try t.waitForPrompt(5)
+        XCTAssertFalse(t.reply(after: "JULIET:").isEmpty, "the next prompt gets a reply")
+        try t.enter("/quit")
+        try t.wait("lm to exit") { $0.contains("EXIT=0") }
+    }
+
+    func testSetRegenUndoInATerminal() throws {
+        let t = try Terminal(["chat", "--seed", "1", "--max-tokens", "30"], environment: env(), in: dir)
+        try t.waitForPrompt(1)
+        try t.enter("/set temperature 0")
+        try t.wait("the setting") { $0.contains("temperature = 0.0") }
+        try t.waitForPrompt(2)
+        try t.enter("ROMEO:")
+        try t.waitForPrompt(3)
+        let first = t.reply(after: "ROMEO:")
+        XCTAssertFalse(first.isEmpty)
+        // Greedy: the same context gives the same reply again.
+        try t.enter("/regen")
+        try t.waitForPrompt(4)
+        XCTAssertEqual(t.reply(after: "/regen"), first)
+        try t.enter("/undo")
+        try t.wait("the undo") { $0.contains("dropped the last turn: \"ROMEO:\"") }
+        try t.waitForPrompt(5)
+        try t.enter("/stats")
+        try t.wait("the stats") { $0.contains("context: 0 of 64 positions used") }
+        try t.waitForPrompt(6)
+        try t.enter("ROMEO:")
+        try t.waitForPrompt(7)
+        XCTAssertEqual(t.reply(after: "ROMEO:"), first, "after /undo the context is empty again")
+        XCTAssertFalse(try t.screen(colours: true).contains("\u{1B}[36m"), "NO_COLOR: no colours")
+        try t.enter("/quit")
+        try t.wait("lm to exit") { $0.contains("EXIT=0") }
+    }
+
+    func testSaveThenLoadInANewProcessContinuesTheSameContextPastTheContextLength() throws {
+        let file = dir + "/session.json"
+        let args = ["chat", "--seed", "7", "--max-tokens", "40"]
+        let a = try Terminal(args, environment: env(), in: dir + "/a")
+        try a.waitForPrompt(1)
+        var prompts = 1
+        for line in ["ROMEO:", "What news?", "Speak again.", "/save \(file)", "JULIET:"] {
+            try a.enter(line)
+            prompts += 1
+            try a.waitForPrompt(prompts)
+            if !line.hasPrefix("/") { XCTAssertFalse(a.reply(after: line).isEmpty, "a reply to \(line)") }
+        }
+        let expected = a.reply(after: "JULIET:")
+        let screenA = try a.screen()
+        XCTAssertTrue(screenA.contains("saved 3 turns"), screenA)
+        XCTAssertEqual(screenA.components(separatedBy: "the context (64 tokens) is full").count - 1, 1,
+                       "a session longer than the context says so once and keeps answering")
+        try a.enter("/quit")
+        try a.wait("lm to exit") { $0.contains("EXIT=0") }
+
+        // A new process with another seed: /load restores the context, the settings and the
+        // random state; the history file brings back the last session's lines (arrow up).
+        let b = try Terminal(["chat", "--seed", "99"], environment: env(), in: dir + "/b")
+        try b.waitForPrompt(1)
+        try b.enter("/load \(file)")
+        try b.wait("the load") { $0.contains("loaded 3 turns") }
+        try b.waitForPrompt(2)
+        try b.press("Up", "Up", "Up")  // /load, /quit, JULIET:
+        try b.wait("the history") { _ in b.lines.last == "> JULIET:" }
+        try b.press("Enter")
+        try b.waitForPrompt(3)
+        XCTAssertEqual(b.reply(after: "JULIET:"), expected)
+        try b.press("C-d")
+        try b.wait("lm to exit") { $0.contains("EXIT=0") }
+    }
+
+    // MARK: Pipes
+
+    func chat(_ args: [String], _ stdin: String) throws -> ProcessResult {
+        try runProcess(lm, ["chat"] + args, stdin: stdin)
+    }
+
+    func jsonLines(_ r: ProcessResult) throws -> [[String: Any]] {
+        try r.stdout.split(separator: "\n").map {
+            try XCTUnwrap(try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any], String($0))
+        }
+    }
+
+    func testPipeModePrintsEachReplyAndExitsZero() throws {
+        let r = try chat(["--seed", "1"], "hello\nhow are you\n")
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertFalse(r.stderr.contains("error"), r.stderr)
+        let json = try chat(["--seed", "1", "--json"], "hello\nhow are you\n")
+        XCTAssertEqual(json.status, 0, json.stderr)
+        let replies = try jsonLines(json)
+        XCTAssertEqual(replies.count, 2)
+        let texts = replies.compactMap { $0["reply"] as? String }
+        XCTAssertEqual(texts.count, 2)
+        XCTAssertTrue(texts.allSatisfy { !$0.isEmpty })
+        XCTAssertEqual(r.stdout, texts.map { $0 + "\n" }.joined(), "two replies, each ending with a newline")
+        for reply in replies {
+            XCTAssertGreaterThan(try XCTUnwrap(reply["prompt_tokens"] as? Int), 0)
+            XCTAssertNotNil(reply["first_token_ms"] as? Double)
+        }
+    }
+
+    func testPipeModeHelpListsEveryCommand() throws {
+        let r = try chat([], "/help\n")
+        XCTAssertEqual(r.status, 0, r.stderr)
+        for command in ["/help", "/set", "/show", "/reset", "/undo", "/regen", "/save", "/load", "/stats", "/model", "/quit"] {
+            XCTAssertTrue(r.stdout.contains(command), "\(command) in:\n\(r.stdout)")
+        }
+        for name in ["temperature", "top_k", "top_p", "min_p", "repeat_penalty", "max_tokens", "seed"] {
+            XCTAssertTrue(r.stdout.contains(name), name)
+        }
+    }
+
+    func testBadInputGetsAMessageAndTheSessionGoesOn() throws {
+        let corrupt = dir + "/corrupt.json"
+        try "{\"format\": \"swift-lm-chat\", \"tokens\": [1, 2".write(toFile: corrupt, atomically: true, encoding: .utf8)
+        let input = ["/frobnicate", "/set temperature hot", "/set top_p 7", "/set", "/load \(dir)/missing.json",
+                     "/load \(corrupt)", "/undo", "/regen", "snow ☃", "ROMEO:", "/show"].joined(separator: "\n") + "\n"
+        let r = try chat(["--seed", "2", "--max-tokens", "20", "--json"], input)
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let err = r.stderr
+        XCTAssertTrue(err.contains("unknown command '/frobnicate'"), err)
+        for command in ["/help", "/set", "/show", "/reset", "/undo", "/regen", "/save", "/load", "/stats", "/model", "/quit"] {
+            XCTAssertTrue(err.contains(command), "the hint lists \(command)")
+        }
+        XCTAssertTrue(err.contains("temperature: 'hot' is not a number"), err)
+        XCTAssertTrue(err.contains("top_p 7.0 is out of range"), err)
+        XCTAssertTrue(err.contains("usage: /set NAME VALUE"), err)
+        XCTAssertTrue(err.contains("no such file '\(dir)/missing.json'"), err)
+        XCTAssertTrue(err.contains("is not a swift-lm chat session"), err)
+        XCTAssertTrue(err.contains("nothing to undo"), err)
+        XCTAssertTrue(err.contains("no reply to sample again"), err)
+        XCTAssertTrue(err.contains("is not in this model's"), err)
+        XCTAssertEqual(try jsonLines(r).count, 1, "the session went on and answered ROMEO:")
+        XCTAssertTrue(err.contains("temperature 0.8"), "the bad values changed nothing:\n\(err)")
+    }
+
+    func testMultiLineInputAndSettingsAreSavedAsJSON() throws {
+        let file = dir + "/multi.json"
+        let input = "ROMEO:\\\nO my love\n\"\"\"\nJULIET:\nAh me\n\"\"\"\n/set top_k 7\n/save \(file)\n"
+        let r = try chat(["--seed", "3", "--max-tokens", "10", "--json", "--system", "KING:"], input)
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertEqual(try jsonLines(r).count, 2)
+        let saved = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: file))) as? [String: Any])
+        let turns = try XCTUnwrap(saved["turns"] as? [[String: Any]])
+        XCTAssertEqual(turns.compactMap { $0["user"] as? String }, ["ROMEO:\nO my love", "JULIET:\nAh me"])
+        let settings = try XCTUnwrap(saved["settings"] as? [String: Any])
+        XCTAssertEqual(settings["system"] as? String, "KING:")
+        XCTAssertEqual((settings["sampler"] as? [String: Any])?["top_k"] as? Int, 7)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: dir + "/multi.kv.safetensors"))
+    }
+
+    func testAModelWithoutATokenizerIsRefused() throws {
+        let r = try chat(["--model", TestPaths.model("gpt2-tiny")], "hello\n")
+        XCTAssertNotEqual(r.status, 0)
+        XCTAssertTrue(r.stderr.contains("has no tokenizer"), r.stderr)
+    }
+}
