@@ -13,16 +13,15 @@ final class Terminal {
     /// value, removed from) the command's environment. The pane prints `EXIT=<status>` when lm ends.
     init(_ arguments: [String], environment: [String: String?], in dir: String) throws {
         guard Terminal.tmuxPath != nil else {
-            XCTFail("tmux is not installed — apt-get install tmux (make test installs it)")
-            throw XCTSkip("no tmux")
+            throw TerminalError("tmux is not installed — apt-get install tmux (make test installs it)")
         }
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         socket = dir + "/tmux.sock"
         func quote(_ s: String) -> String { "'" + s.replacingOccurrences(of: "'", with: "'\\''") + "'" }
-        var env = ["env"]
-        for (k, v) in environment.sorted(by: { $0.key < $1.key }) {
-            env += v.map { ["\(k)=\($0)"] } ?? ["-u", k]
-        }
+        // env takes its -u options before the NAME=VALUE assignments.
+        let sorted = environment.sorted { $0.key < $1.key }
+        let env = ["env"] + sorted.filter { $0.value == nil }.flatMap { ["-u", $0.key] }
+            + sorted.compactMap { k, v in v.map { "\(k)=\($0)" } }
         let command = (env + [TestPaths.lmBinary] + arguments).map(quote).joined(separator: " ")
             + "; echo EXIT=$?; sleep 600"
         let r = try tmux(["new-session", "-d", "-x", "200", "-y", "60", command])
@@ -47,7 +46,7 @@ final class Terminal {
         defer { argv.forEach { free($0) } }
         var pid: pid_t = 0
         let rc = posix_spawn(&pid, path, &actions, nil, argv, environ)
-        guard rc == 0 else { throw XCTSkip("cannot start tmux: \(String(cString: strerror(rc)))") }
+        guard rc == 0 else { throw TerminalError("cannot start tmux: \(String(cString: strerror(rc)))") }
         var status: Int32 = 0
         while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
         let text = (try? String(contentsOfFile: out, encoding: .utf8)) ?? ""
@@ -84,7 +83,7 @@ final class Terminal {
             if condition(s) { return s }
             if Date() > end {
                 XCTFail("timed out waiting for \(what); the screen:\n\(s)", file: file, line: line)
-                throw XCTSkip("timeout")
+                throw TerminalError("timed out waiting for \(what)")
             }
             usleep(50_000)
         }
@@ -102,17 +101,23 @@ final class Terminal {
         }
     }
 
-    /// The reply printed after the last prompt line equal to `"> " + input`, up to the next prompt.
+    /// The reply printed after the last prompt line equal to `"> " + input`, up to the next
+    /// prompt, without the session's notes (stderr shares the screen).
     func reply(after input: String) -> String {
         let ls = lines
         guard let i = ls.lastIndex(of: "> " + input) else { return "" }
         var out: [String] = []
         for l in ls[(i + 1)...] {
             if l == ">" || l.hasPrefix("> ") { break }
-            out.append(l)
+            if !l.hasPrefix("note: ") { out.append(l) }
         }
         return out.joined(separator: "\n")
     }
+}
+
+struct TerminalError: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
 }
 
 /// `lm chat` end to end: through a pseudo-terminal (tmux) and through pipes.
