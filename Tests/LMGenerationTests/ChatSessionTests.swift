@@ -160,6 +160,57 @@ final class ChatSessionTests: XCTestCase {
         assertCacheMatches(s)
     }
 
+    /// Random sequences of turns, interrupted turns, /undo, /regen, /reset, /set and /save +
+    /// /load on the 64-position model: after every step the cache holds exactly the keys and
+    /// values of its window, as a fresh encoding of those tokens gives them.
+    func testRandomOperationsKeepTheCacheEqualToAFreshEncodingOfItsWindow() throws {
+        let dir = try TestPaths.temporaryDirectory("chat-random")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let model = try ModelRegistry.loadCausalLM(folder: shakespeareFolder)
+        let reference = model.makeCache()
+        let texts = ["ROMEO:", "What news?", "O, speak again, bright angel, for thou art as glorious to this night.", "Ay."]
+        for (seed, system) in [(UInt64(1), nil), (2, "KING RICHARD:"), (3, String(repeating: "A tale. ", count: 5))] {
+            let s = try ChatSession(model: model, tokenizer: try tokenizer(),
+                                    settings: settings { $0.system = system; $0.maxTokens = 12; $0.sampler.seed = seed })
+            var rng = SeededRNG(seed: seed)
+            for step in 0..<24 {
+                let what: String
+                switch rng.next() % 10 {
+                case 0: what = "undo"; _ = try s.undo()
+                case 1: what = "regen"; if !s.turns.isEmpty { try s.regenerate { _ in } }
+                case 2: what = "reset"; try s.reset()
+                case 3:
+                    what = "interrupted turn"
+                    let stopAfter = Int(rng.next() % 12)
+                    var calls = 0
+                    try s.respond(to: texts[Int(rng.next() % 4)], isInterrupted: { calls += 1; return calls > stopAfter }) { _ in }
+                case 4:
+                    what = "save and load"
+                    try s.save(to: dir + "/s.json")
+                    XCTAssertEqual(try s.load(from: dir + "/s.json"), [])
+                case 5: what = "set"; try s.set("repeat_last_n", "\(8 + rng.next() % 64)")
+                default: what = "turn"; try say(s, texts[Int(rng.next() % 4)])
+                }
+                assertCacheMatches(s)
+                // The cached keys and values against the window encoded at once.
+                let window = Array(s.tokens[0..<s.keep]) + Array(s.tokens[s.cacheTailStart..<s.cacheEnd])
+                reference.reset()
+                if !window.isEmpty {
+                    _ = try window.map { Int32($0) }.withUnsafeBufferPointer { try model.forward(tokens: $0, cache: reference, allLogits: false) }
+                }
+                var worst: Float = 0
+                for l in 0..<reference.layers {
+                    for (a, b) in [(s.cache.keys(l), reference.keys(l)), (s.cache.values(l), reference.values(l))] {
+                        worst = max(worst, maxAbsDiff(UnsafeBufferPointer(start: a, count: window.count * reference.width),
+                                                      UnsafeBufferPointer(start: b, count: window.count * reference.width)))
+                    }
+                }
+                XCTAssertLessThanOrEqual(worst, Tolerance.cacheVsRecompute, "seed \(seed), step \(step): \(what)")
+            }
+            XCTAssertGreaterThan(s.totals.contextShifts, 0, "seed \(seed): the context shifted")
+        }
+    }
+
     // MARK: Interrupt
 
     func testInterruptEndsTheReplyAndTheNextTurnGoesOn() throws {
