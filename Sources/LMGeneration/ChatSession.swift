@@ -509,6 +509,13 @@ public final class ChatSession {
     /// Writes the transcript, the settings, the tokens and the sampler's random state as JSON to
     /// `path`, and the cached keys and values to `cacheFilePath(for: path)` (both atomically).
     public func save(to path: String, modelPath: String? = nil) throws {
+        let folder = path.lastIndex(of: "/").map { String(path[...$0]) } ?? ""
+        guard folder.isEmpty || FileIO.isDirectory(folder) else {
+            throw LMError(.fileNotFound, "cannot save to '\(path)': the folder '\(folder)' does not exist — create it or give another path")
+        }
+        guard !FileIO.isDirectory(path) else {
+            throw LMError(.invalidArgument, "'\(path)' is a folder — give a file name, e.g. \(path)/chat.json")
+        }
         let id = UUID().uuidString
         let kvPath = Self.cacheFilePath(for: path)
         let L = cache.length, W = cache.width
@@ -542,6 +549,9 @@ public final class ChatSession {
     public func load(from path: String) throws -> [String] {
         guard FileIO.exists(path) else {
             throw LMError(.fileNotFound, "no such file '\(path)' — give the path of a file written by /save")
+        }
+        guard !FileIO.isDirectory(path) else {
+            throw LMError(.invalidArgument, "'\(path)' is a folder — give the path of a file written by /save")
         }
         guard let data = FileManager.default.contents(atPath: path) else {
             throw LMError(.fileNotFound, "cannot read '\(path)' — check its permissions")

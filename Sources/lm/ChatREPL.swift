@@ -235,14 +235,14 @@ final class ChatREPL {
                 guard !rest.isEmpty else { complain("usage: /save FILE — e.g. /save chat.json"); return true }
                 let path = expandTilde(rest)
                 try session.save(to: path, modelPath: modelPath)
-                say("saved \(session.turns.count) turns to \(path) (KV cache: \(ChatSession.cacheFilePath(for: path)))")
+                say("saved \(turnCount) to \(path) (KV cache: \(ChatSession.cacheFilePath(for: path)))")
             case "/load":
                 guard !rest.isEmpty else { complain("usage: /load FILE — a file written by /save"); return true }
                 let path = expandTilde(rest)
                 let notes = try session.load(from: path)
                 for note in notes { complain("note: \(note)") }
                 shiftAnnounced = false
-                say("loaded \(session.turns.count) turns from \(path) (\(session.cache.length) of \(session.cache.capacity) context positions)")
+                say("loaded \(turnCount) from \(path) (\(session.cache.length) of \(session.cache.capacity) context positions)")
                 if let last = session.turns.last, interactive {
                     say(style("2", "last reply: \(abbreviate(last.shown))"))
                 }
@@ -295,12 +295,14 @@ final class ChatREPL {
             lines.append("last reply: none yet")
         }
         let t = session.totals
-        lines.append(String(format: "session: %d turn(s); prompt %d tokens, %.1f tokens/s; generation %d tokens, %.1f tokens/s; %d context shifts",
-                            session.turns.count, t.promptTokens, t.promptTokensPerSecond, t.generatedTokens,
+        lines.append("session: \(turnCount); " + String(format: "prompt %d tokens, %.1f tokens/s; generation %d tokens, %.1f tokens/s; %d context shifts",
+                            t.promptTokens, t.promptTokensPerSecond, t.generatedTokens,
                             t.tokensPerSecond, t.contextShifts))
         lines.append("context: \(c.length) of \(c.capacity) positions used; the conversation has \(session.tokens.count) tokens")
         say(lines.joined(separator: "\n"))
     }
+
+    private var turnCount: String { session.turns.count == 1 ? "1 turn" : "\(session.turns.count) turns" }
 
     private var modelName: String { (modelPath as NSString).lastPathComponent }
 

@@ -277,7 +277,7 @@ final class ChatCLITests: XCTestCase {
         let corrupt = dir + "/corrupt.json"
         try "{\"format\": \"swift-lm-chat\", \"tokens\": [1, 2".write(toFile: corrupt, atomically: true, encoding: .utf8)
         let input = ["/frobnicate", "/set temperature hot", "/set top_p 7", "/set", "/load \(dir)/missing.json",
-                     "/load \(corrupt)", "/undo", "/regen", "snow ☃", "ROMEO:", "/show"].joined(separator: "\n") + "\n"
+                     "/load \(corrupt)", "/load \(dir)", "/save \(dir)/no/such/s.json", "/undo", "/regen", "snow ☃", "ROMEO:", "/show"].joined(separator: "\n") + "\n"
         let r = try chat(["--seed", "2", "--max-tokens", "20", "--json"], input)
         XCTAssertEqual(r.status, 0, r.stderr)
         let err = r.stderr
@@ -290,6 +290,8 @@ final class ChatCLITests: XCTestCase {
         XCTAssertTrue(err.contains("usage: /set NAME VALUE"), err)
         XCTAssertTrue(err.contains("no such file '\(dir)/missing.json'"), err)
         XCTAssertTrue(err.contains("is not a swift-lm chat session"), err)
+        XCTAssertTrue(err.contains("'\(dir)' is a folder"), err)
+        XCTAssertTrue(err.contains("the folder '\(dir)/no/such/' does not exist"), err)
         XCTAssertTrue(err.contains("nothing to undo"), err)
         XCTAssertTrue(err.contains("no reply to sample again"), err)
         XCTAssertTrue(err.contains("is not in this model's"), err)
