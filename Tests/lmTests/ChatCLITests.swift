@@ -23,30 +23,56 @@ final class Terminal {
         let env = ["env"] + sorted.filter { $0.value == nil }.flatMap { ["-u", $0.key] }
             + sorted.compactMap { k, v in v.map { "\(k)=\($0)" } }
         let command = (env + [TestPaths.lmBinary] + arguments).map(quote).joined(separator: " ")
-            + "; echo EXIT=$?; sleep 600"
-        let r = try tmux(["new-session", "-d", "-x", "200", "-y", "60", command])
+            + "; echo EXIT=$?; sleep 120"
+        let r = try tmux(["new-session", "-d", "-s", "lm-chat-test", "-x", "200", "-y", "60", command])
         XCTAssertEqual(r.status, 0, r.output)
+        // A watchdog in its own process group: should this test process die before deinit, the
+        // server (and lm) go too, after 5 minutes.
+        let tmuxCommand = ([Terminal.tmuxPath ?? "tmux", "-S", socket, "-f", "/dev/null", "kill-server"]).map(quote)
+        watchdog = try Terminal.spawn(["/bin/sh", "-c", "sleep 300; exec " + tmuxCommand.joined(separator: " ")],
+                                      output: "/dev/null", newGroup: true)
     }
 
-    deinit { _ = try? tmux(["kill-server"]) }
+    private var watchdog: pid_t = 0
+
+    deinit {
+        _ = try? tmux(["kill-server"])
+        if watchdog > 0 {
+            kill(-watchdog, SIGKILL)
+            var status: Int32 = 0
+            while waitpid(watchdog, &status, 0) < 0 && errno == EINTR {}
+        }
+    }
+
+    /// Starts `argv` with stdin from /dev/null and stdout and stderr into `output`.
+    private static func spawn(_ argv: [String], output: String, newGroup: Bool = false) throws -> pid_t {
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 1, output, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        posix_spawn_file_actions_adddup2(&actions, 1, 2)
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        if newGroup {
+            posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETPGROUP))
+            posix_spawnattr_setpgroup(&attributes, 0)
+        }
+        let cArgs: [UnsafeMutablePointer<CChar>?] = argv.map { strdup($0) } + [nil]
+        defer { cArgs.forEach { free($0) } }
+        var pid: pid_t = 0
+        let rc = posix_spawn(&pid, argv[0], &actions, &attributes, cArgs, environ)
+        guard rc == 0 else { throw TerminalError("cannot start \(argv[0]): \(String(cString: strerror(rc)))") }
+        return pid
+    }
 
     /// Runs tmux with posix_spawn and waitpid, its output in a file: tmux forks its server
     /// from the first client, and Foundation's `Process` has hung waiting for such a client.
     @discardableResult
     func tmux(_ args: [String]) throws -> (status: Int32, output: String) {
-        let path = Terminal.tmuxPath ?? "/usr/bin/tmux"
         let out = socket + ".out"
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        posix_spawn_file_actions_addopen(&actions, 1, out, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
-        posix_spawn_file_actions_adddup2(&actions, 1, 2)
-        let argv: [UnsafeMutablePointer<CChar>?] = ([path, "-S", socket, "-f", "/dev/null"] + args).map { strdup($0) } + [nil]
-        defer { argv.forEach { free($0) } }
-        var pid: pid_t = 0
-        let rc = posix_spawn(&pid, path, &actions, nil, argv, environ)
-        guard rc == 0 else { throw TerminalError("cannot start tmux: \(String(cString: strerror(rc)))") }
+        let pid = try Terminal.spawn([Terminal.tmuxPath ?? "/usr/bin/tmux", "-S", socket, "-f", "/dev/null"] + args, output: out)
         var status: Int32 = 0
         while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
         let text = (try? String(contentsOfFile: out, encoding: .utf8)) ?? ""
@@ -103,9 +129,12 @@ final class Terminal {
 
     /// The reply printed after the last prompt line equal to `"> " + input`, up to the next
     /// prompt, without the session's notes (stderr shares the screen).
-    func reply(after input: String) -> String {
+    func reply(after input: String) -> String { reply(afterLine: "> " + input) }
+
+    /// The reply printed after the last screen line equal to `line`, up to the next prompt.
+    func reply(afterLine line: String) -> String {
         let ls = lines
-        guard let i = ls.lastIndex(of: "> " + input) else { return "" }
+        guard let i = ls.lastIndex(of: line) else { return "" }
         var out: [String] = []
         for l in ls[(i + 1)...] {
             if l == ">" || l.hasPrefix("> ") { break }
@@ -191,6 +220,20 @@ final class ChatCLITests: XCTestCase {
         try t.enter("ROMEO:")
         try t.waitForPrompt(7)
         XCTAssertEqual(t.reply(after: "ROMEO:"), first, "after /undo the context is empty again")
+        // Multi-line turns: a trailing backslash, and a """ block; "... " prompts the next line.
+        try t.enter("KING:\\")
+        try t.wait("a continuation prompt") { _ in t.lines.last == "..." }
+        try t.enter("Speak.")
+        try t.waitForPrompt(8)
+        XCTAssertTrue(t.lines.contains("... Speak."))
+        try t.enter("\"\"\"")
+        try t.wait("a continuation prompt") { _ in t.lines.last == "..." }
+        try t.enter("QUEEN:")
+        try t.enter("Nay.\"\"\"")
+        try t.waitForPrompt(9)
+        XCTAssertFalse(t.reply(afterLine: "... Nay.\"\"\"").isEmpty, "the block got a reply")
+        try t.enter("/stats")
+        try t.wait("the stats") { $0.contains("session: 3 turns") }
         XCTAssertFalse(try t.screen(colours: true).contains("\u{1B}[36m"), "NO_COLOR: no colours")
         try t.enter("/quit")
         try t.wait("lm to exit") { $0.contains("EXIT=0") }
@@ -234,8 +277,9 @@ final class ChatCLITests: XCTestCase {
 
     // MARK: Pipes
 
+    /// `lm chat` with stdin and stdout on pipes (NO_COLOR empty counts as unset).
     func chat(_ args: [String], _ stdin: String) throws -> ProcessResult {
-        try runProcess(lm, ["chat"] + args, stdin: stdin)
+        try runProcess(lm, ["chat"] + args, stdin: stdin, environment: ["NO_COLOR": ""])
     }
 
     func jsonLines(_ r: ProcessResult) throws -> [[String: Any]] {
@@ -248,6 +292,7 @@ final class ChatCLITests: XCTestCase {
         let r = try chat(["--seed", "1"], "hello\nhow are you\n")
         XCTAssertEqual(r.status, 0, r.stderr)
         XCTAssertFalse(r.stderr.contains("error"), r.stderr)
+        XCTAssertFalse(r.stdout.contains("\u{1B}") || r.stderr.contains("\u{1B}"), "no colour when stdout is not a terminal")
         let json = try chat(["--seed", "1", "--json"], "hello\nhow are you\n")
         XCTAssertEqual(json.status, 0, json.stderr)
         let replies = try jsonLines(json)
