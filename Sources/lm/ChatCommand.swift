@@ -10,21 +10,26 @@ struct ChatCommand: ParsableCommand {
         commandName: "chat",
         abstract: "Talk with a model: a REPL that keeps the KV cache between turns.",
         discussion: """
-        Each line you type is a turn: it starts a new paragraph of the text (an empty line before
-        it), followed by a newline, and the model continues. A reply stops once it has written
-        some text and then an empty line, at the end-of-text token, or after --max-tokens tokens.
-        --raw appends your text exactly as typed and stops only at --max-tokens or end of text.
-        Only the new text of a turn runs through the model; when the context is full the newest
-        half is encoded again (said once) and the session goes on.
+        Each line you type is a turn: it starts a new paragraph of the text (an
+        empty line before it) and ends with a newline; the model continues. A
+        reply stops once it has written some text and then an empty line, at
+        the end-of-text token, or after --max-tokens tokens. --raw appends your
+        text exactly as typed and stops only at --max-tokens or end of text.
+        Only a turn's new text runs through the model; when the context is full,
+        the oldest text is dropped, the newest half is encoded again (said once)
+        and the session goes on; --system text stays in place if it takes at
+        most half the context.
 
-        In a terminal: line editing (arrows, Ctrl-A/E, history in ~/.lm_history or $LM_HISTORY),
-        replies in colour (not with NO_COLOR), Ctrl-C stops a reply, Ctrl-D or /quit ends.
-        A trailing \\ continues a line; a block between two lines of \"\"\" is one turn.
-        /help lists the commands (/set, /show, /reset, /undo, /regen, /save, /load, /stats,
-        /model, /quit).
+        In a terminal: line editing (arrows, Ctrl-A/E, …; history kept in
+        ~/.lm_history or $LM_HISTORY), replies in colour (none with NO_COLOR),
+        Ctrl-C stops a reply, Ctrl-D or /quit ends the session. A trailing \\
+        continues a line; the lines between two lines of \"\"\" are one turn.
+        /help lists the commands: /set, /show, /reset, /undo, /regen, /save,
+        /load, /stats, /model, /quit.
 
-        With stdin from a pipe, each line is a turn and each reply is printed on stdout ending
-        with a newline (--json: one JSON object per reply); the command exits 0 at the end.
+        With stdin from a pipe, each line is a turn, each reply is printed on
+        stdout ending with a newline (--json: one JSON object per reply), and
+        lm exits 0 at the end of the input.
 
         Examples:
           lm chat

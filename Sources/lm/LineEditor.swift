@@ -28,7 +28,7 @@ final class PipeLineSource: LineSource {
     func remember(_ line: String) {}
 }
 
-/// Lines from a terminal through libedit: emacs key bindings (arrows, Ctrl-A/E, Ctrl-R, …,
+/// Lines from a terminal through libedit: emacs key bindings (arrows, Ctrl-A/E, Ctrl-K, …,
 /// and whatever `~/.editrc` adds), and a history kept in a file across sessions.
 ///
 /// ```swift
