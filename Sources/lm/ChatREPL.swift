@@ -285,24 +285,27 @@ final class ChatREPL {
         let c = session.cache
         var lines: [String] = []
         if let s = session.lastStats {
-            lines.append(String(format: "last reply: prompt %d tokens, %.1f tokens/s; first token after %.1f ms; generation %d tokens, %.1f tokens/s",
-                                s.promptTokens, s.promptTokensPerSecond, s.firstTokenSeconds * 1000,
-                                s.generatedTokens, s.tokensPerSecond))
+            lines.append("last reply: prompt \(count(s.promptTokens, "token")), " + String(format: "%.1f tokens/s; first token after %.1f ms; ", s.promptTokensPerSecond, s.firstTokenSeconds * 1000)
+                + "generation \(count(s.generatedTokens, "token")), " + String(format: "%.1f tokens/s", s.tokensPerSecond))
             if s.contextShifts > 0 {
-                lines.append("  the context shifted \(s.contextShifts) time(s); \(s.reencodedTokens) tokens encoded again before the prompt")
+                lines.append("  \(count(s.contextShifts, "context shift")); \(count(s.reencodedTokens, "token")) encoded again before the prompt")
             }
         } else {
             lines.append("last reply: none yet")
         }
         let t = session.totals
-        lines.append("session: \(turnCount); " + String(format: "prompt %d tokens, %.1f tokens/s; generation %d tokens, %.1f tokens/s; %d context shifts",
-                            t.promptTokens, t.promptTokensPerSecond, t.generatedTokens,
-                            t.tokensPerSecond, t.contextShifts))
-        lines.append("context: \(c.length) of \(c.capacity) positions used; the conversation has \(session.tokens.count) tokens")
+        lines.append("session: \(count(session.turns.count, "turn")); prompt \(count(t.promptTokens, "token")), "
+            + String(format: "%.1f tokens/s; ", t.promptTokensPerSecond)
+            + "generation \(count(t.generatedTokens, "token")), " + String(format: "%.1f tokens/s; ", t.tokensPerSecond)
+            + count(t.contextShifts, "context shift"))
+        lines.append("context: \(c.length) of \(c.capacity) positions used; the conversation has \(count(session.tokens.count, "token"))")
         say(lines.joined(separator: "\n"))
     }
 
-    private var turnCount: String { session.turns.count == 1 ? "1 turn" : "\(session.turns.count) turns" }
+    /// "1 turn", "3 turns".
+    private func count(_ n: Int, _ noun: String) -> String { n == 1 ? "1 \(noun)" : "\(n) \(noun)s" }
+
+    private var turnCount: String { count(session.turns.count, "turn") }
 
     private var modelName: String { (modelPath as NSString).lastPathComponent }
 
