@@ -111,19 +111,23 @@ public enum ChatStopReason: String, Codable, Sendable {
 
 /// Timings and token counts of one reply.
 public struct ChatTurnStats: Codable, Sendable, Equatable {
-    /// Tokens run through the model before the first sample: the turn's text plus the last
-    /// token of the previous reply when it was not fed back yet.
+    /// Tokens run through the model before the first sample: the turn's text (for `/regen`,
+    /// the last token of it).
     public var promptTokens = 0
     public var promptSeconds = 0.0
-    /// Tokens of older text encoded again because the context was full.
+    /// Tokens of older text encoded again because the context was full (at any of the shifts).
     public var reencodedTokens = 0
     public var generatedTokens = 0
     /// From the first sampled token to the last.
     public var generationSeconds = 0.0
     /// From the call (tokenizing included) to the first sampled token.
     public var firstTokenSeconds = 0.0
-    /// Times the window moved (before the prefill or while generating).
+    /// Times the window moved (before the prefill, while generating or while closing).
     public var contextShifts = 0
+    /// Tokens run after the reply so that the next turn prefills only its own text: the
+    /// reply's last token and the paragraph break after it.
+    public var closingTokens = 0
+    public var closingSeconds = 0.0
 
     public init() {}
 
@@ -135,12 +139,14 @@ public struct ChatTurnStats: Codable, Sendable, Equatable {
         reencodedTokens += o.reencodedTokens; generatedTokens += o.generatedTokens
         generationSeconds += o.generationSeconds; firstTokenSeconds += o.firstTokenSeconds
         contextShifts += o.contextShifts
+        closingTokens += o.closingTokens; closingSeconds += o.closingSeconds
     }
 
     enum CodingKeys: String, CodingKey {
         case promptTokens = "prompt_tokens", promptSeconds = "prompt_seconds", reencodedTokens = "reencoded_tokens"
         case generatedTokens = "generated_tokens", generationSeconds = "generation_seconds"
         case firstTokenSeconds = "first_token_seconds", contextShifts = "context_shifts"
+        case closingTokens = "closing_tokens", closingSeconds = "closing_seconds"
     }
 }
 
@@ -149,23 +155,25 @@ public struct ChatTurnStats: Codable, Sendable, Equatable {
 public struct ChatTurn: Codable, Sendable, Equatable {
     /// The user's text as typed.
     public var user: String
-    /// The text appended to the context for it (separator + text + newline, or the raw text).
+    /// The text appended to the context for it (the text and a newline, or the raw text).
     public var prompt: String
     /// The reply's text as generated (with the newlines that ended it).
     public var reply: String
     /// What was shown of the reply: without leading newlines and the blank line that stopped it.
     public var shown: String
+    /// The paragraph break appended after the reply so that the text ends in an empty line
+    /// (`""`, `"\n"` or `"\n\n"`; always `""` in the raw format).
+    public var closing: String
     public var stop: ChatStopReason
-    /// Token offsets: the prompt is `start..<replyStart`, the reply `replyStart..<end`.
+    /// Token offsets in `ChatSession.tokens`: the prompt is `start..<replyStart`, the reply
+    /// `replyStart..<replyEnd`, the closing paragraph break `replyEnd..<end`.
     public var start: Int
     public var replyStart: Int
+    public var replyEnd: Int
     public var end: Int
-    /// How many of the tokens before `start` the cache held when the turn began (`start`, or
-    /// one less when the previous reply's last token was still to be run): `undo` cuts back to it.
-    public var cachedBefore: Int
 
     enum CodingKeys: String, CodingKey {
-        case user, prompt, reply, shown, stop, start, replyStart = "reply_start", end, cachedBefore = "cached_before"
+        case user, prompt, reply, shown, closing, stop, start, replyStart = "reply_start", replyEnd = "reply_end", end
     }
 }
 
@@ -173,12 +181,17 @@ public struct ChatTurn: Codable, Sendable, Equatable {
 /// between turns so that each turn runs only its new tokens through the model.
 ///
 /// **Turn format** (the default, for plain language models such as the bundled character-level
-/// Shakespeare model): the conversation is a sequence of paragraphs. A user turn starts a new
-/// paragraph (newlines are added until the text so far ends in an empty line), then the user's
-/// text and one newline; the model's reply follows. **Stop rule**: a reply ends when it has
-/// produced some text followed by an empty line (`"\n\n"`; newlines before any text do not
-/// count), at the end-of-text token, or after `maxTokens` tokens. With `raw`, the text is
-/// appended as typed and only the last two rules apply.
+/// Shakespeare model): the conversation is a sequence of paragraphs. The system text and every
+/// reply are closed by newlines until the text ends in an empty line; a user turn is its text
+/// and one newline; the model's reply follows. **Stop rule**: a reply ends when it has produced
+/// some text followed by an empty line (`"\n\n"`; newlines before any text do not count), at
+/// the end-of-text token, or after `maxTokens` tokens. With `raw`, the text is appended as typed,
+/// nothing closes a reply, and only the last two rules apply.
+///
+/// **Closing a reply**: its last sampled token and the paragraph break after it run through the
+/// model as soon as the reply ends, so the cache always holds the whole conversation between
+/// turns and a turn prefills exactly its own text — the same tokens whether it is the first
+/// turn or the fiftieth.
 ///
 /// **Context shift**: when a turn or a reply does not fit, the system text stays in place (when
 /// it takes at most half the context) and the newest half of the rest is encoded again after
@@ -202,12 +215,12 @@ public final class ChatSession {
     /// Every token of the conversation (system text and turns), oldest first.
     public private(set) var tokens: [Int] = []
     public private(set) var turns: [ChatTurn] = []
-    /// Tokens of the system text at the start of `tokens`.
+    /// Tokens of the system text (and the paragraph break closing it) at the start of `tokens`.
     public private(set) var systemTokenCount = 0
     /// Positions a context shift keeps in place (the system text, if it takes at most half the context).
     public private(set) var keep = 0
-    /// The cache holds `tokens[0..<keep] + tokens[cacheTailStart..<cacheEnd]`; the tokens after
-    /// `cacheEnd` are run at the next turn.
+    /// The cache holds `tokens[0..<keep] + tokens[cacheTailStart..<cacheEnd]`. Between calls
+    /// `cacheEnd == tokens.count`: the whole conversation has been run.
     public private(set) var cacheEnd = 0
     public private(set) var lastStats: ChatTurnStats?
     public private(set) var totals = ChatTurnStats()
@@ -229,7 +242,8 @@ public final class ChatSession {
         g.keepFirst = keep
     }
 
-    /// Encodes the system text and runs it into an empty cache.
+    /// Encodes the system text (closed by a paragraph break unless the format is raw) and runs
+    /// it into an empty cache.
     private func startContext() throws {
         generator.truncate(to: 0)
         tokens = []
@@ -238,7 +252,7 @@ public final class ChatSession {
         keep = 0
         cacheEnd = 0
         if let system = settings.system, !system.isEmpty {
-            let ids = try encode(system, first: true)
+            let ids = try encode(settings.raw ? system : system + Self.paragraphBreak(after: system), first: true)
             guard ids.count <= cache.capacity - 2 else {
                 throw LMError(.invalidArgument, "the system text has \(ids.count) tokens but the context holds \(cache.capacity) — shorten it")
             }
@@ -259,18 +273,15 @@ public final class ChatSession {
         return ids
     }
 
-    /// The text the next turn will be appended to (for the paragraph separator).
-    private var textSoFar: String {
-        if let t = turns.last { return t.prompt + t.reply }
-        return settings.system ?? ""
+    /// What is appended to the context for a user turn of `text` (the text before it always
+    /// ends in an empty line, or is empty).
+    public func format(_ text: String) -> String {
+        settings.raw ? text : text + "\n"
     }
 
-    /// What is appended to the context for a user turn of `text`.
-    public func format(_ text: String) -> String {
-        if settings.raw { return text }
-        let before = textSoFar
-        let separator = before.isEmpty || before.hasSuffix("\n\n") ? "" : before.hasSuffix("\n") ? "\n" : "\n\n"
-        return separator + text + "\n"
+    /// The newlines that make `text` end in an empty line (none for empty text).
+    static func paragraphBreak(after text: String) -> String {
+        text.isEmpty || text.hasSuffix("\n\n") ? "" : text.hasSuffix("\n") ? "\n" : "\n\n"
     }
 
     // MARK: Turns
@@ -289,7 +300,7 @@ public final class ChatSession {
         let start = tokens.count
         tokens += ids
         do {
-            return try generateReply(user: text, prompt: prompt, start: start, cachedBefore: cacheEnd, t0: t0,
+            return try generateReply(user: text, prompt: prompt, start: start, t0: t0,
                                      isInterrupted: isInterrupted, onText: onText)
         } catch {
             try? recover(to: start)
@@ -309,8 +320,7 @@ public final class ChatSession {
         // The prompt's last token is fed again: its logits choose the reply's first token.
         try rewind(to: last.replyStart, cacheTo: last.replyStart - 1)
         do {
-            return try generateReply(user: last.user, prompt: last.prompt, start: last.start,
-                                     cachedBefore: last.cachedBefore, t0: t0,
+            return try generateReply(user: last.user, prompt: last.prompt, start: last.start, t0: t0,
                                      isInterrupted: isInterrupted, onText: onText)
         } catch {
             try? recover(to: last.start)
@@ -319,11 +329,12 @@ public final class ChatSession {
     }
 
     /// Drops the last turn (its text and reply), truncating the cache to its length before the
-    /// turn. Returns the dropped turn, or nil when there is none.
+    /// turn (or, when a context shift dropped that part, encoding a window ending there again).
+    /// Returns the dropped turn, or nil when there is none.
     @discardableResult
     public func undo() throws -> ChatTurn? {
         guard let last = turns.popLast() else { return nil }
-        try rewind(to: last.start, cacheTo: last.cachedBefore)
+        try rewind(to: last.start, cacheTo: last.start)
         return last
     }
 
@@ -368,8 +379,8 @@ public final class ChatSession {
         settings = s
     }
 
-    /// Runs the tokens after `cacheEnd` and samples a reply, recording it as a turn.
-    private func generateReply(user: String, prompt: String, start: Int, cachedBefore: Int, t0: Double,
+    /// Runs the tokens after `cacheEnd` and samples a reply, closes it, and records the turn.
+    private func generateReply(user: String, prompt: String, start: Int, t0: Double,
                                isInterrupted: () -> Bool, onText: (String) -> Void) throws -> ChatTurn {
         var stats = ChatTurnStats()
         let replyStart = tokens.count
@@ -409,21 +420,39 @@ public final class ChatSession {
         let lastUnfed = g.generatedTokens > 0 && !interrupted && !g.stoppedAtEOS
         cacheEnd = tokens.count - (lastUnfed ? 1 : 0)
         try checkCache()
-
         stats.promptTokens = g.promptTokens
         stats.promptSeconds = g.promptSeconds
         stats.generatedTokens = g.generatedTokens - (interrupted ? 1 : 0)
         stats.generationSeconds = g.generationSeconds
         stats.contextShifts += g.contextShifts
+        stats.reencodedTokens += g.reencodedTokens
+
+        // Close the reply now rather than at the next turn: its last token and the paragraph
+        // break run through the model, so the next turn prefills only its own text.
+        let replyEnd = tokens.count
+        let closing = settings.raw ? "" : Self.paragraphBreak(after: prompt + reply)
+        if !closing.isEmpty { tokens += try encode(closing, first: false) }
+        let tc = monotonicSeconds()
+        stats.closingTokens = tokens.count - cacheEnd
+        try runPending(&stats)
+        stats.closingSeconds = monotonicSeconds() - tc
+
         lastStats = stats
         totals.add(stats)
         let reason: ChatStopReason = interrupted ? .interrupted : g.stoppedAtEOS ? .endOfText
             : stopped ? .blankLine : .maxTokens
-        let turn = ChatTurn(user: user, prompt: prompt, reply: reply, shown: shown, stop: reason,
-                            start: start, replyStart: replyStart, end: tokens.count,
-                            cachedBefore: min(cachedBefore, start))
+        let turn = ChatTurn(user: user, prompt: prompt, reply: reply, shown: shown, closing: closing, stop: reason,
+                            start: start, replyStart: replyStart, replyEnd: replyEnd, end: tokens.count)
         turns.append(turn)
         return turn
+    }
+
+    /// Runs the tokens after `cacheEnd` into the cache (shifting the context if they do not fit).
+    private func runPending(_ stats: inout ChatTurnStats) throws {
+        guard cacheEnd < tokens.count else { return }
+        try generator.append(try makeRoom(&stats))
+        cacheEnd = tokens.count
+        try checkCache()
     }
 
     /// Makes room in the cache for the tokens after `cacheEnd` (shifting the context when they
@@ -446,7 +475,7 @@ public final class ChatSession {
         let from = n - min(n - keep, max(m, budget / 2))
         if from < cacheEnd {
             try generator.append(Array(tokens[from..<cacheEnd]))
-            stats.reencodedTokens = cacheEnd - from
+            stats.reencodedTokens += cacheEnd - from
         }
         return Array(tokens[cacheEnd..<n])
     }
@@ -580,14 +609,15 @@ public final class ChatSession {
         guard f.systemTokens >= 0, f.systemTokens <= n else { throw bad("system_tokens \(f.systemTokens)") }
         var at = f.systemTokens
         for t in f.turns {
-            guard t.start >= at, t.start < t.replyStart, t.replyStart <= t.end, t.end <= n,
-                  t.cachedBefore <= t.start, t.cachedBefore >= 0 else { throw bad("turn offsets") }
+            guard t.start == at, t.start < t.replyStart, t.replyStart <= t.replyEnd, t.replyEnd <= t.end,
+                  t.end <= n else { throw bad("turn offsets") }
             at = t.end
         }
+        guard at == n else { throw bad("\(n - at) tokens after the last turn") }
         let cap = cache.capacity
         let k = f.systemTokens > 0 && f.systemTokens <= cap / 2 ? f.systemTokens : 0
         let c = f.cache
-        guard c.keep == k, c.tailStart >= k, c.tailStart <= c.end, c.end <= n, c.end >= f.systemTokens,
+        guard c.keep == k, c.tailStart >= k, c.tailStart <= c.end, c.end == n,
               k + (c.end - c.tailStart) <= cap else { throw bad("cache offsets") }
         let words = f.rng.compactMap { UInt64($0, radix: 16) }
         guard words.count == 4, f.rng.count == 4, words.contains(where: { $0 != 0 }) else { throw bad("rng state") }

@@ -15,6 +15,8 @@ public struct GenerationStats: Sendable, Codable, Equatable {
     public var stoppedAtEOS = false
     /// Times the window slid because the context was full.
     public var contextShifts = 0
+    /// Tokens encoded again by those slides.
+    public var reencodedTokens = 0
 
     public init() {}
 
@@ -136,6 +138,7 @@ public final class TokenGenerator {
                     try model.forward(tokens: $0, cache: cache, allLogits: false)
                 }
                 stats.contextShifts += 1
+                stats.reencodedTokens += tail.count
             }
             step[0] = Int32(token)
             logits = try model.forward(tokens: UnsafeBufferPointer(start: step, count: 1), cache: cache, allLogits: false)

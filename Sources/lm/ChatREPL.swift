@@ -180,6 +180,8 @@ final class ChatREPL {
             "first_token_ms": s.firstTokenSeconds * 1000,
             "prompt_tokens_per_s": s.promptTokensPerSecond,
             "tokens_per_s": s.tokensPerSecond,
+            "closing_tokens": s.closingTokens,
+            "closing_ms": s.closingSeconds * 1000,
             "context_used": session.cache.length,
             "context_shifts": s.contextShifts,
         ]
@@ -286,9 +288,10 @@ final class ChatREPL {
         var lines: [String] = []
         if let s = session.lastStats {
             lines.append("last reply: prompt \(count(s.promptTokens, "token")), " + String(format: "%.1f tokens/s; first token after %.1f ms; ", s.promptTokensPerSecond, s.firstTokenSeconds * 1000)
-                + "generation \(count(s.generatedTokens, "token")), " + String(format: "%.1f tokens/s", s.tokensPerSecond))
+                + "generation \(count(s.generatedTokens, "token")), " + String(format: "%.1f tokens/s; ", s.tokensPerSecond)
+                + "then \(count(s.closingTokens, "token")) " + String(format: "in %.1f ms", s.closingSeconds * 1000) + " to close it")
             if s.contextShifts > 0 {
-                lines.append("  \(count(s.contextShifts, "context shift")); \(count(s.reencodedTokens, "token")) encoded again before the prompt")
+                lines.append("  \(count(s.contextShifts, "context shift")); \(count(s.reencodedTokens, "token")) of older text encoded again")
             }
         } else {
             lines.append("last reply: none yet")

@@ -53,26 +53,32 @@ final class ChatSessionTests: XCTestCase {
     // MARK: Cache reuse (the latency contract, measured in tokens rather than time)
 
     func testATurnAfterTwentyTurnsRunsOnlyItsNewTokens() throws {
-        let s = try longContext { $0.system = "A talk."; $0.maxTokens = 8; $0.sampler.seed = 1 }
-        var first = ChatTurnStats()
-        for i in 0..<21 {
-            let cachedBefore = s.cacheEnd
-            let turn = try say(s, "hello there")
-            let stats = try XCTUnwrap(s.lastStats)
-            // Only what the cache does not hold yet runs: this turn's text and, at most, the
-            // last token of the previous reply (sampled but not fed back yet).
-            XCTAssertEqual(stats.promptTokens, turn.replyStart - cachedBefore, "turn \(i + 1)")
-            XCTAssertLessThanOrEqual(stats.promptTokens, turn.replyStart - turn.start + 1, "turn \(i + 1)")
-            XCTAssertEqual(stats.reencodedTokens, 0)
-            XCTAssertEqual(stats.contextShifts, 0)
-            if i == 0 { first = stats }
-            assertCacheMatches(s)
+        for system in [nil, "A talk."] {
+            let s = try longContext { $0.system = system; $0.maxTokens = 8; $0.sampler.seed = 1 }
+            var first = ChatTurnStats()
+            for i in 0..<21 {
+                XCTAssertEqual(s.cacheEnd, s.tokens.count, "between turns the cache holds the whole conversation")
+                let cachedBefore = s.cache.length
+                let turn = try say(s, "hello there")
+                let stats = try XCTUnwrap(s.lastStats)
+                // Only the turn's own text runs before the first token: "hello there\n".
+                XCTAssertEqual(stats.promptTokens, 12, "turn \(i + 1)")
+                XCTAssertEqual(stats.promptTokens, turn.replyStart - turn.start)
+                XCTAssertEqual(turn.start, cachedBefore, "turn \(i + 1) starts where the cache ends")
+                // Then the reply is closed: its last token and the paragraph break.
+                XCTAssertTrue((turn.prompt + turn.reply + turn.closing).hasSuffix("\n\n"))
+                XCTAssertTrue(["", "\n", "\n\n"].contains(turn.closing))
+                XCTAssertEqual(stats.closingTokens, turn.end - turn.replyEnd + (turn.replyEnd > turn.replyStart ? 1 : 0))
+                XCTAssertEqual(stats.reencodedTokens, 0)
+                XCTAssertEqual(stats.contextShifts, 0)
+                if i == 0 { first = stats }
+                assertCacheMatches(s)
+            }
+            XCTAssertEqual(s.turns.count, 21)
+            XCTAssertEqual(s.lastStats?.promptTokens, first.promptTokens, "turn 21 prefills what turn 1 did")
+            XCTAssertEqual(s.cache.length, s.tokens.count, "the whole conversation stays cached, none of it is read again")
+            XCTAssertGreaterThan(s.cache.length, 20 * 12)
         }
-        let last = try XCTUnwrap(s.lastStats)
-        XCTAssertEqual(s.turns.count, 21)
-        XCTAssertLessThanOrEqual(Double(last.promptTokens), 1.2 * Double(first.promptTokens),
-                                 "turn 21 prefilled \(last.promptTokens) tokens, turn 1 \(first.promptTokens)")
-        XCTAssertGreaterThan(s.cache.length, 20 * first.promptTokens / 2, "a long context was kept, not re-read")
     }
 
     // MARK: Undo and regenerate
@@ -154,7 +160,7 @@ final class ChatSessionTests: XCTestCase {
         assertCacheMatches(s)
         // Undo across shifts re-encodes a window that ends where the turn began.
         let undone = try XCTUnwrap(try s.undo())
-        XCTAssertEqual(s.cacheEnd, undone.cachedBefore)
+        XCTAssertEqual(s.cacheEnd, undone.start)
         assertCacheMatches(s)
         try say(s, "Farewell.")
         assertCacheMatches(s)
@@ -218,13 +224,16 @@ final class ChatSessionTests: XCTestCase {
         var calls = 0
         let turn = try s.respond(to: "ROMEO:", isInterrupted: { calls += 1; return calls > 5 }) { _ in }
         XCTAssertEqual(turn.stop, .interrupted)
-        XCTAssertEqual(turn.end - turn.replyStart, 5)
+        XCTAssertEqual(turn.replyEnd - turn.replyStart, 5)
+        XCTAssertEqual(turn.end, turn.replyEnd, "nothing closes a raw reply")
         XCTAssertEqual(s.lastStats?.generatedTokens, 5)
-        XCTAssertEqual(s.cacheEnd, s.tokens.count, "the interrupted token is dropped, the rest is cached")
+        XCTAssertEqual(s.lastStats?.closingTokens, 0, "the interrupted token is dropped, the rest was fed while generating")
+        XCTAssertEqual(s.cacheEnd, s.tokens.count)
         assertCacheMatches(s)
         let next = try say(s, " JULIET:")
         XCTAssertEqual(next.stop, .maxTokens)
-        XCTAssertEqual(next.end - next.replyStart, 100)
+        XCTAssertEqual(next.replyEnd - next.replyStart, 100)
+        XCTAssertEqual(s.lastStats?.closingTokens, 1, "the last sampled token")
     }
 
     // MARK: Save and load
@@ -352,12 +361,24 @@ final class ChatSessionTests: XCTestCase {
         var raw = ChatReplyFilter(stopAtBlankLine: false)
         XCTAssertTrue(raw.feed("\n\nx\n\n") == ("\n\nx\n\n", false))
 
-        let plain = try shakespeare()
+        let plain = try shakespeare { $0.maxTokens = 12 }
         XCTAssertEqual(plain.format("hi"), "hi\n")
-        let system = try shakespeare { $0.system = "ROMEO:" }
-        XCTAssertEqual(system.format("hi"), "\n\nhi\n")
-        let rawSession = try shakespeare { $0.raw = true }
+        let system = try shakespeare { $0.system = "ROMEO:"; $0.maxTokens = 12 }
+        XCTAssertEqual(system.format("hi"), "hi\n")
+        let rawSession = try shakespeare { $0.raw = true; $0.system = "ROMEO:" }
         XCTAssertEqual(rawSession.format("hi"), "hi")
+        // The text as the model reads it: paragraphs, each turn's text on its own line.
+        func text(_ s: ChatSession, _ range: Range<Int>? = nil) -> String {
+            s.tokenizer.decode(Array(s.tokens[range ?? 0..<s.tokens.count]), skipSpecialTokens: false)
+        }
+        XCTAssertEqual(text(system), "ROMEO:\n\n")
+        XCTAssertEqual(text(rawSession), "ROMEO:")
+        let t1 = try say(system, "hi")
+        let t2 = try say(system, "Peace.")
+        XCTAssertEqual(text(system), "ROMEO:\n\nhi\n" + t1.reply + t1.closing + "Peace.\n" + t2.reply + t2.closing)
+        XCTAssertTrue(text(system).hasSuffix("\n\n"))
+        XCTAssertEqual(text(system, t1.start..<t1.replyStart), "hi\n")
+        XCTAssertEqual(text(system, t1.replyEnd..<t1.end), t1.closing)
 
         // A turn the tokenizer cannot read is refused and changes nothing.
         XCTAssertThrowsError(try say(plain, "snow ☃")) { XCTAssertEqual(($0 as? LMError)?.kind, .invalidInput) }
