@@ -120,11 +120,25 @@ final class Terminal {
         screen.split(separator: "\n").map(String.init).filter { $0 == ">" || $0.hasPrefix("> ") }
     }
 
-    /// Waits until the `n`-th prompt is on screen, waiting for input (the last line).
-    func waitForPrompt(_ n: Int, file: StaticString = #filePath, line: UInt = #line) throws {
+    /// Prompts waited for so far.
+    private(set) var promptCount = 0
+
+    /// Waits until the next prompt is on screen, waiting for input (the last line).
+    func nextPrompt(file: StaticString = #filePath, line: UInt = #line) throws {
+        promptCount += 1
+        let n = promptCount
         try wait("prompt \(n)", file: file, line: line) { s in
             Terminal.prompts(s).count >= n && s.split(separator: "\n").last.map(String.init) == ">"
         }
+    }
+
+    /// Types `text`, presses Enter, waits for the next prompt and returns what was printed
+    /// in between (a reply or a command's output).
+    @discardableResult
+    func submit(_ text: String, file: StaticString = #filePath, line: UInt = #line) throws -> String {
+        try enter(text)
+        try nextPrompt(file: file, line: line)
+        return reply(after: text)
     }
 
     /// The reply printed after the last prompt line equal to `"> " + input`, up to the next
@@ -170,7 +184,7 @@ final class ChatCLITests: XCTestCase {
 
     func testAReplyStreamsInColourAndCtrlCStopsItWithoutEndingTheSession() throws {
         let t = try Terminal(["chat", "--raw", "--max-tokens", "100000", "--seed", "1"], environment: env(colour: true), in: dir)
-        try t.waitForPrompt(1)
+        try t.nextPrompt()
         try t.enter("ROMEO:")
         // The reply grows on screen while it is being generated (no prompt back yet).
         try t.wait("the reply to start") { _ in t.reply(after: "ROMEO:").count >= 20 }
@@ -180,60 +194,41 @@ final class ChatCLITests: XCTestCase {
         XCTAssertTrue(try t.screen(colours: true).contains("\u{1B}[36m"), "the reply is coloured")
 
         try t.press("C-c")
-        try t.waitForPrompt(2)
+        try t.nextPrompt()
         XCTAssertTrue(try t.screen().contains("(stopped)"))
         // Ctrl-C at the prompt drops the typed line.
         try t.tmux(["send-keys", "-l", "garbage"])
         try t.wait("the typed text") { $0.contains("> garbage") }
         try t.press("C-c")
-        try t.waitForPrompt(3)
-        try t.enter("/set max_tokens 20")
-        try t.wait("the setting") { $0.contains("max_tokens = 20") }
-        try t.waitForPrompt(4)
-        try t.enter("JULIET:")
-        try t.waitForPrompt(5)
-        XCTAssertFalse(t.reply(after: "JULIET:").isEmpty, "the next prompt gets a reply")
+        try t.nextPrompt()
+        XCTAssertEqual(try t.submit("/set max_tokens 20"), "max_tokens = 20")
+        XCTAssertFalse(try t.submit("JULIET:").isEmpty, "the next prompt gets a reply")
         try t.enter("/quit")
         try t.wait("lm to exit") { $0.contains("EXIT=0") }
     }
 
     func testSetRegenUndoInATerminal() throws {
         let t = try Terminal(["chat", "--seed", "1", "--max-tokens", "30"], environment: env(), in: dir)
-        try t.waitForPrompt(1)
-        try t.enter("/set temperature 0")
-        try t.wait("the setting") { $0.contains("temperature = 0.0") }
-        try t.waitForPrompt(2)
-        try t.enter("ROMEO:")
-        try t.waitForPrompt(3)
-        let first = t.reply(after: "ROMEO:")
+        try t.nextPrompt()
+        XCTAssertEqual(try t.submit("/set temperature 0"), "temperature = 0.0")
+        let first = try t.submit("ROMEO:")
         XCTAssertFalse(first.isEmpty)
         // Greedy: the same context gives the same reply again.
-        try t.enter("/regen")
-        try t.waitForPrompt(4)
-        XCTAssertEqual(t.reply(after: "/regen"), first)
-        try t.enter("/undo")
-        try t.wait("the undo") { $0.contains("dropped the last turn: \"ROMEO:\"") }
-        try t.waitForPrompt(5)
-        try t.enter("/stats")
-        try t.wait("the stats") { $0.contains("context: 0 of 64 positions used") }
-        try t.waitForPrompt(6)
-        try t.enter("ROMEO:")
-        try t.waitForPrompt(7)
-        XCTAssertEqual(t.reply(after: "ROMEO:"), first, "after /undo the context is empty again")
+        XCTAssertEqual(try t.submit("/regen"), first)
+        XCTAssertEqual(try t.submit("/undo"), "dropped the last turn: \"ROMEO:\"")
+        XCTAssertTrue(try t.submit("/stats").contains("context: 0 of 64 positions used"))
+        XCTAssertEqual(try t.submit("ROMEO:"), first, "after /undo the context is empty again")
         // Multi-line turns: a trailing backslash, and a """ block; "... " prompts the next line.
         try t.enter("KING:\\")
         try t.wait("a continuation prompt") { _ in t.lines.last == "..." }
-        try t.enter("Speak.")
-        try t.waitForPrompt(8)
+        try t.submit("Speak.")
         XCTAssertTrue(t.lines.contains("... Speak."))
         try t.enter("\"\"\"")
         try t.wait("a continuation prompt") { _ in t.lines.last == "..." }
         try t.enter("QUEEN:")
-        try t.enter("Nay.\"\"\"")
-        try t.waitForPrompt(9)
+        try t.submit("Nay.\"\"\"")
         XCTAssertFalse(t.reply(afterLine: "... Nay.\"\"\"").isEmpty, "the block got a reply")
-        try t.enter("/stats")
-        try t.wait("the stats") { $0.contains("session: 3 turns") }
+        XCTAssertTrue(try t.submit("/stats").contains("session: 3 turns"))
         XCTAssertFalse(try t.screen(colours: true).contains("\u{1B}[36m"), "NO_COLOR: no colours")
         try t.enter("/quit")
         try t.wait("lm to exit") { $0.contains("EXIT=0") }
@@ -241,20 +236,15 @@ final class ChatCLITests: XCTestCase {
 
     func testSaveThenLoadInANewProcessContinuesTheSameContextPastTheContextLength() throws {
         let file = dir + "/session.json"
-        let args = ["chat", "--seed", "7", "--max-tokens", "40"]
-        let a = try Terminal(args, environment: env(), in: dir + "/a")
-        try a.waitForPrompt(1)
-        var prompts = 1
-        for line in ["ROMEO:", "What news?", "Speak again.", "/save \(file)", "JULIET:"] {
-            try a.enter(line)
-            prompts += 1
-            try a.waitForPrompt(prompts)
-            if !line.hasPrefix("/") { XCTAssertFalse(a.reply(after: line).isEmpty, "a reply to \(line)") }
+        let a = try Terminal(["chat", "--seed", "7", "--max-tokens", "40"], environment: env(), in: dir + "/a")
+        try a.nextPrompt()
+        for line in ["ROMEO:", "What news?", "Speak again."] {
+            XCTAssertFalse(try a.submit(line).isEmpty, "a reply to \(line)")
         }
-        let expected = a.reply(after: "JULIET:")
-        let screenA = try a.screen()
-        XCTAssertTrue(screenA.contains("saved 3 turns"), screenA)
-        XCTAssertEqual(screenA.components(separatedBy: "the context (64 tokens) is full").count - 1, 1,
+        XCTAssertTrue(try a.submit("/save \(file)").contains("saved 3 turns"))
+        let expected = try a.submit("JULIET:")
+        XCTAssertFalse(expected.isEmpty)
+        XCTAssertEqual(try a.screen().components(separatedBy: "the context (64 tokens) is full").count - 1, 1,
                        "a session longer than the context says so once and keeps answering")
         try a.enter("/quit")
         try a.wait("lm to exit") { $0.contains("EXIT=0") }
@@ -262,14 +252,12 @@ final class ChatCLITests: XCTestCase {
         // A new process with another seed: /load restores the context, the settings and the
         // random state; the history file brings back the last session's lines (arrow up).
         let b = try Terminal(["chat", "--seed", "99"], environment: env(), in: dir + "/b")
-        try b.waitForPrompt(1)
-        try b.enter("/load \(file)")
-        try b.wait("the load") { $0.contains("loaded 3 turns") }
-        try b.waitForPrompt(2)
+        try b.nextPrompt()
+        XCTAssertTrue(try b.submit("/load \(file)").contains("loaded 3 turns"))
         try b.press("Up", "Up", "Up")  // /load, /quit, JULIET:
         try b.wait("the history") { _ in b.lines.last == "> JULIET:" }
         try b.press("Enter")
-        try b.waitForPrompt(3)
+        try b.nextPrompt()
         XCTAssertEqual(b.reply(after: "JULIET:"), expected)
         try b.press("C-d")
         try b.wait("lm to exit") { $0.contains("EXIT=0") }
