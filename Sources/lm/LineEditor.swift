@@ -83,6 +83,7 @@ final class LineEditor: LineSource {
         ChatInterrupt.clear()
         ChatInterrupt.install(restartingReads: false)
         defer { ChatInterrupt.install(restartingReads: true) }
+        el_resize(el)  // the terminal may have changed size since the last line (no EL_SIGNAL handlers)
         var count: Int32 = 0
         guard let text = el_gets(el, &count) else {
             return count < 0 || ChatInterrupt.isSet ? .interrupted : .end
