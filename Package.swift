@@ -106,7 +106,7 @@ let package = Package(
         ),
         .testTarget(name: "LMCoreTests", dependencies: ["LMCore", "CKernels", "LMTestSupport"]),
         .testTarget(name: "LMTokenizersTests", dependencies: ["LMTokenizers", "LMTestSupport"], exclude: ["Fixtures"]),
-        .testTarget(name: "LMModelsTests", dependencies: ["LMModels", "LMTestSupport"]),
+        .testTarget(name: "LMModelsTests", dependencies: ["LMModels", "LMTokenizers", "LMTestSupport"], exclude: ["Fixtures"]),
         .testTarget(name: "LMGenerationTests", dependencies: ["LMGeneration", "LMTestSupport"]),
         .testTarget(name: "LMTrainingTests", dependencies: ["LMTraining", "LMTestSupport"]),
         .testTarget(name: "LMQuantTests", dependencies: ["LMQuant", "LMTestSupport"]),

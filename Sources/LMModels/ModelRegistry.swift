@@ -22,3 +22,15 @@ public enum ModelRegistry {
         return try loader(folder, pool, quantize)
     }
 }
+
+extension ModelRegistry {
+    /// Opens `path` as a BERT folder (`model_type: bert`), with a clear error for anything else.
+    public static func loadBert(folder path: String, pool: ThreadPool = Threads.shared,
+                                quantize: Bool = false) throws -> BertModel {
+        let folder = try ModelFolder(path: path)
+        guard folder.modelType == "bert" else {
+            throw LMError(.invalidConfig, "'\(path)/config.json' has model_type '\(folder.modelType)'; this command needs a BERT encoder (model_type bert)")
+        }
+        return try BertModel(folder: folder, pool: pool, quantize: quantize)
+    }
+}

@@ -28,7 +28,8 @@ public struct SafeTensorsWeightSource: WeightSource {
         self.optionalPrefixes = optionalPrefixes
     }
 
-    func resolve(_ name: String) -> String? {
+    /// The name `name` is stored under (with or without an optional prefix), or nil.
+    public func resolve(_ name: String) -> String? {
         if file.contains(name) { return name }
         for p in optionalPrefixes where name.hasPrefix(p) {
             let short = String(name.dropFirst(p.count))

@@ -28,16 +28,36 @@ public enum ModelQuantizer {
 
     public static func quantize(folder path: String, to out: String) throws -> Summary {
         let folder = try ModelFolder(path: path)
-        guard folder.modelType == "gpt2" else {
-            throw LMError(.invalidConfig, "lm quantize handles GPT-2-architecture models; '\(path)' is \(folder.modelType)")
+        guard ["gpt2", "bert"].contains(folder.modelType) else {
+            throw LMError(.invalidConfig, "lm quantize handles GPT-2 and BERT models; '\(path)' is \(folder.modelType)")
         }
         guard !isQuantized(folder) else {
             throw LMError(.invalidArgument, "'\(path)' is already quantized — quantize the float model it came from")
         }
+        let (items, quantized) = folder.modelType == "gpt2" ? try gpt2Items(folder) : try bertItems(folder)
+        try FileIO.makeDirectory(out)
+        try SafeTensorsWriter.write(items: items, metadata: ["format": "pt", "quantization": formatName], to: out + "/model.safetensors")
+        // config.json: the original keys plus the quantization record.
+        var object = (try JSONSerialization.jsonObject(with: folder.configData) as? [String: Any]) ?? [:]
+        object["quantization"] = [
+            "format": formatName, "block_size": Q8Matrix.blockSize, "scale_dtype": "float16",
+            "layout": "out_in", "tensors": quantized,
+        ] as [String: Any]
+        let json = try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys])
+        try FileIO.writeString(String(decoding: json, as: UTF8.self) + "\n", to: out + "/config.json")
+        try TokenizerLoader.copyTokenizerFiles(from: path, to: out)
+        for extra in ["generation_config.json"] where FileIO.exists(path + "/" + extra) {
+            try FileIO.copyAtomically(path + "/" + extra, out + "/" + extra)
+        }
+        return Summary(inputBytes: try fileSize(folder.weightsPath), outputBytes: try fileSize(out + "/model.safetensors"),
+                       quantizedTensors: quantized.count)
+    }
+
+    /// GPT-2: every 2-D weight but the position embedding; Conv1D weights transposed to (out, in).
+    static func gpt2Items(_ folder: ModelFolder) throws -> ([(String, SafeTensorsWriter.Item)], [String]) {
         let config = try folder.decodeConfig(GPT2Config.self)
         try config.validate()
-        let file = try folder.openWeights()
-        let source = SafeTensorsWeightSource(file: file, optionalPrefixes: ["transformer."])
+        let source = SafeTensorsWeightSource(file: try folder.openWeights(), optionalPrefixes: ["transformer."])
         let conv1D = ["attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight"]
         var items: [(String, SafeTensorsWriter.Item)] = []
         var quantized: [String] = []
@@ -58,22 +78,30 @@ public enum ModelQuantizer {
             items += Q8Storage.items(name, Q8Matrix.quantize(w.data, rows: rows, cols: cols))
             quantized.append(name)
         }
-        try FileIO.makeDirectory(out)
-        try SafeTensorsWriter.write(items: items, metadata: ["format": "pt", "quantization": formatName], to: out + "/model.safetensors")
-        // config.json: the original keys plus the quantization record.
-        var object = (try JSONSerialization.jsonObject(with: folder.configData) as? [String: Any]) ?? [:]
-        object["quantization"] = [
-            "format": formatName, "block_size": Q8Matrix.blockSize, "scale_dtype": "float16",
-            "layout": "out_in", "tensors": quantized,
-        ] as [String: Any]
-        let json = try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys])
-        try FileIO.writeString(String(decoding: json, as: UTF8.self) + "\n", to: out + "/config.json")
-        try TokenizerLoader.copyTokenizerFiles(from: path, to: out)
-        for extra in ["generation_config.json"] where FileIO.exists(path + "/" + extra) {
-            try FileIO.copyAtomically(path + "/" + extra, out + "/" + extra)
+        return (items, quantized)
+    }
+
+    /// BERT: the word embeddings (also the tied masked-LM decoder) and every `nn.Linear` weight
+    /// of the encoder and heads (already (out, in)); position and token-type embeddings,
+    /// biases, LayerNorms and the small classifier matrix stay float32. Other tensors
+    /// (`position_ids`) are dropped.
+    static func bertItems(_ folder: ModelFolder) throws -> ([(String, SafeTensorsWriter.Item)], [String]) {
+        try folder.decodeConfig(BertConfig.self).validate()
+        let file = try folder.openWeights()
+        var items: [(String, SafeTensorsWriter.Item)] = []
+        var quantized: [String] = []
+        for name in file.names where file.entries[name]!.dtype != .i64 {
+            let t = try file.tensor(name)
+            let keepFloat = t.rank != 2 || name.hasSuffix("position_embeddings.weight")
+                || name.hasSuffix("token_type_embeddings.weight") || name.hasPrefix("classifier.")
+            if keepFloat {
+                items.append((name, .float(t)))
+            } else {
+                items += Q8Storage.items(name, Q8Matrix.quantize(t.data, rows: t.shape[0], cols: t.shape[1]))
+                quantized.append(name)
+            }
         }
-        return Summary(inputBytes: try fileSize(folder.weightsPath), outputBytes: try fileSize(out + "/model.safetensors"),
-                       quantizedTensors: quantized.count)
+        return (items, quantized)
     }
 
     static func fileSize(_ path: String) throws -> Int {

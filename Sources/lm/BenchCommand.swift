@@ -8,7 +8,7 @@ struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Measure prompt processing and generation speed, like llama-bench.",
-        discussion: """
+        discussion: reflow("""
         ppN: N random tokens in one batched prefill from an empty cache, tokens/s.
         tgN: N single-token decode steps from an empty cache (logits computed, no sampling).
         Each test runs once to warm up, then --reps times; mean ± standard deviation.
@@ -16,7 +16,7 @@ struct BenchCommand: ParsableCommand {
         Examples:
           lm bench --random gpt2-124m
           lm bench --model models/gpt2-tiny --threads 1 --json
-        """
+        """)
     )
 
     @Option(help: "Model folder to measure.")

@@ -9,7 +9,7 @@ struct ChatCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "chat",
         abstract: "Talk with a model: a REPL that keeps the KV cache between turns.",
-        discussion: """
+        discussion: reflow("""
         Each line you type is a turn: it starts a new paragraph of the text (an
         empty line before it) and ends with a newline; the model continues. A
         reply stops once it has written some text and then an empty line, at
@@ -35,7 +35,7 @@ struct ChatCommand: ParsableCommand {
           lm chat
           lm chat --system "ROMEO:" --temperature 0.7 --seed 1
           printf 'hello\\nhow are you\\n' | lm chat --seed 1
-        """
+        """)
     )
 
     @Option(help: "Model folder with a tokenizer. Default: the bundled model.")

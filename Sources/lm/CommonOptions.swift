@@ -54,6 +54,7 @@ struct SamplingOptions: ParsableArguments {
 /// `models/` folder above the executable (the repository checkout that built it).
 enum BundledModels {
     static let defaultGenerator = "shakespeare"
+    static let defaultClassifier = "sentiment"
 
     static func path(_ name: String) throws -> String {
         var roots: [String] = []
@@ -106,3 +107,18 @@ func peakRSSBytes() -> Int {
 }
 
 func formatRate(_ v: Double) -> String { String(format: "%.2f", v) }
+
+/// Help text as written in the source, re-flowed for ArgumentParser: the lines of a paragraph
+/// are joined (ArgumentParser wraps them to the terminal), while blank lines and indented lines
+/// (examples) keep their breaks.
+func reflow(_ text: String) -> String {
+    var out: [String] = []
+    for line in text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init) {
+        if let last = out.last, !last.isEmpty, !last.hasPrefix(" "), !line.isEmpty, !line.hasPrefix(" ") {
+            out[out.count - 1] = last + " " + line
+        } else {
+            out.append(line)
+        }
+    }
+    return out.joined(separator: "\n")
+}

@@ -6,13 +6,13 @@ struct ForwardCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "forward",
         abstract: "Run one full forward pass and save the logits of every position.",
-        discussion: """
+        discussion: reflow("""
         Writes a safetensors file with one float32 tensor named "logits" of shape [T, V], for
         parity checks against PyTorch or any other runtime.
 
         Example:
           lm forward --model models/gpt2-tiny --ids 440,12,7 --out logits.safetensors
-        """
+        """)
     )
 
     @Option(help: "Model folder (config.json + model.safetensors).")

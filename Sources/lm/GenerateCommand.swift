@@ -9,14 +9,14 @@ struct GenerateCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "generate",
         abstract: "Generate text from a prompt, streaming tokens as they come.",
-        discussion: """
+        discussion: reflow("""
         Prompt and generation speed (tokens/s) go to stderr; with --json the last stdout line is
         one JSON object with "ids", "text", "prompt_tokens_per_s" and "tokens_per_s".
 
         Examples:
           lm generate --prompt "ROMEO:" --max-tokens 100 --temperature 0.8 --seed 1
           lm generate --model models/gpt2-tiny --prompt-ids 1,2,3 --temperature 0 --json
-        """
+        """)
     )
 
     @Option(help: "Model folder (config.json + model.safetensors). Default: the bundled model.")

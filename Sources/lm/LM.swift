@@ -9,14 +9,16 @@ struct LM: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "lm",
         abstract: "Run, train and quantize transformer language models on the CPU.",
-        discussion: """
+        discussion: reflow("""
         Examples:
           lm generate --prompt "ROMEO:" --max-tokens 100
           lm forward --model DIR --ids 1,2,3 --out logits.safetensors
           lm bench --random gpt2-124m
           lm tokenize --tokenizer DIR "Hello world"
           lm train --corpus input.txt --tokenizer char --preset shakespeare-cpu --out runs/shakespeare
-        """,
+          lm classify "what a wonderful film"
+          lm embed --model ../shared/models/minilm-l6-v2 "A cat sits on the mat."
+        """),
         version: "0.1.0",
         subcommands: [
             GenerateCommand.self,
@@ -27,6 +29,8 @@ struct LM: ParsableCommand {
             FinetuneCommand.self,
             QuantizeCommand.self,
             EvalCommand.self,
+            EmbedCommand.self,
+            ClassifyCommand.self,
             TokenizeCommand.self,
             TokenizerCommand.self,
         ]

@@ -3,18 +3,22 @@ import Foundation
 /// A one-line progress display on stderr: a bar, counts, rate and ETA, plus free-form fields
 /// (loss, tokens/s). On a terminal it redraws in place; otherwise it prints a line now and then.
 final class ProgressBar {
-    let total: Int
+    /// Work items in all (may be set once the caller knows it).
+    var total: Int { didSet { total = max(total, 1) } }
     let label: String
+    /// What one item is, for the rate ("it/s", "windows/s").
+    let unit: String
     private let start: Int
     private let startTime = Date()
     private let isTerminal = isatty(STDERR_FILENO) != 0
     private var lastPrinted = Date.distantPast
     private var lastLineLength = 0
 
-    init(total: Int, start: Int = 0, label: String) {
+    init(total: Int, start: Int = 0, label: String, unit: String = "it") {
         self.total = max(total, 1)
         self.start = start
         self.label = label
+        self.unit = unit
     }
 
     static func formatDuration(_ seconds: Double) -> String {
@@ -35,7 +39,7 @@ final class ProgressBar {
         let filled = min(width, width * done / total)
         let bar = String(repeating: "█", count: filled) + String(repeating: "░", count: width - filled)
         let pct = 100 * done / total
-        let line = "\(label) \(bar) \(done)/\(total) \(pct)% | " + (fields + [String(format: "%.2f it/s", rate), "ETA \(ProgressBar.formatDuration(eta))"]).joined(separator: " | ")
+        let line = "\(label) \(bar) \(done)/\(total) \(pct)% | " + (fields + [String(format: "%.2f \(unit)/s", rate), "ETA \(ProgressBar.formatDuration(eta))"]).joined(separator: " | ")
         if isTerminal {
             let pad = max(0, lastLineLength - line.count)
             FileHandle.standardError.write(("\r" + line + String(repeating: " ", count: pad)).data(using: .utf8)!)

@@ -38,7 +38,7 @@ struct QuantizeCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "quantize",
         abstract: "Write the int8 (Q8) form of a model, with an optional quality report.",
-        discussion: """
+        discussion: reflow("""
         Linear layers, the token embedding and the LM head become blocks of 32 int8 weights with a
         float16 scale (llama.cpp's Q8_0 layout); the rest stays float32. Every inference command
         loads the result like any model. --report scores the float and int8 models on held-out
@@ -48,7 +48,7 @@ struct QuantizeCommand: ParsableCommand {
           lm quantize --model models/shakespeare --out models/shakespeare-int8
           lm quantize --model models/shakespeare --out /tmp/q --report --corpus ../shared/data/tinyshakespeare/input.txt --split-from 0.9 --json
           lm quantize --random gpt2-124m --max-chunks 4
-        """
+        """)
     )
 
     @Option(help: "The float model folder.")
@@ -82,6 +82,9 @@ struct QuantizeCommand: ParsableCommand {
         let model = self.model!, out = self.out!
         if report && corpus.corpus == nil {
             throw LMError(.invalidArgument, "--report needs --corpus FILE: a held-out text to score both models on")
+        }
+        if report, try ModelFolder(path: model).modelType == "bert" {
+            throw LMError(.invalidArgument, "--report scores causal LMs; for a BERT classifier compare lm classify --eval FILE.tsv on both folders")
         }
         let t0 = Date()
         let summary = try ModelQuantizer.quantize(folder: model, to: out)
@@ -121,9 +124,10 @@ struct QuantizeCommand: ParsableCommand {
 
     static func score(_ a: any CausalLanguageModel, _ b: any CausalLanguageModel, _ ids: [Int], context: Int,
                       maxChunks: Int?) throws -> Perplexity.Comparison {
-        let bar = ProgressBar(total: 100, label: "scoring")
+        let bar = ProgressBar(total: 1, label: "scoring", unit: "windows")
         let c = try Perplexity.compare(reference: a, candidate: b, tokens: ids, context: context, maxChunks: maxChunks) { done, total in
-            bar.update(done * 100 / total, fields: ["\(done)/\(total) windows"])
+            bar.total = total
+            bar.update(done, fields: [], force: done == total)
         }
         bar.finish()
         return c
@@ -153,13 +157,13 @@ struct EvalCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "eval",
         abstract: "Measure a model's perplexity on a text (float or int8 models).",
-        discussion: """
+        discussion: reflow("""
         Like llama.cpp's perplexity tool: the tokens are cut into windows of the model's context,
         each window runs from an empty cache and its second half is scored.
 
         Example:
           lm eval --model models/shakespeare --corpus ../shared/data/tinyshakespeare/input.txt --split-from 0.9
-        """
+        """)
     )
 
     @Option(help: "Model folder.")
@@ -175,10 +179,11 @@ struct EvalCommand: ParsableCommand {
         let lm = try ModelRegistry.loadCausalLM(folder: folder, pool: pool)
         let ids = try corpus.tokens(modelFolder: folder)
         let context = corpus.context ?? lm.contextLength
-        let bar = ProgressBar(total: 100, label: "scoring")
+        let bar = ProgressBar(total: 1, label: "scoring", unit: "windows")
         let t0 = Date()
         let r = try Perplexity.evaluate(lm, tokens: ids, context: context, maxChunks: corpus.maxChunks) { done, total in
-            bar.update(done * 100 / total, fields: ["\(done)/\(total) windows"])
+            bar.total = total
+            bar.update(done, fields: [], force: done == total)
         }
         bar.finish()
         let dt = Date().timeIntervalSince(t0)

@@ -8,14 +8,14 @@ struct TokenizeCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "tokenize",
         abstract: "Turn text into token ids (and pieces) with a model folder's tokenizer, a .model or a .gguf vocabulary.",
-        discussion: """
+        discussion: reflow("""
         TEXT is the argument, or the whole of stdin (newlines included) when no TEXT is given. No special tokens are added unless --add-special, except for BERT WordPiece tokenizers, which add [CLS]/[SEP] as Hugging Face does (turn that off with --no-special). Invalid UTF-8 input is an error.
 
         Examples:
           lm tokenize --tokenizer models/gpt2 "Hello world"
           echo "Hello world" | lm tokenize --tokenizer tokenizer.model --json
           lm tokenize --tokenizer ggml-vocab-bert-bge.gguf --ids --no-special "Führer"
-        """)
+        """))
 
     @Option(help: "A model folder (tokenizer.json, tokenizer.model, vocab.txt, or vocab.json + merges.txt), a .model file or a .gguf vocabulary.")
     var tokenizer: String
@@ -100,10 +100,10 @@ struct TokenizerCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "tokenizer",
         abstract: "Train tokenizers.",
-        discussion: """
+        discussion: reflow("""
         Examples:
           lm tokenizer train --input c.txt --vocab-size 8000 --model-type bpe --output tok/
-        """,
+        """),
         subcommands: [TokenizerTrainCommand.self])
 }
 

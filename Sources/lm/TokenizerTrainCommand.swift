@@ -8,13 +8,13 @@ struct TokenizerTrainCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "train",
         abstract: "Train a SentencePiece tokenizer (BPE, unigram, char or word) on a text corpus.",
-        discussion: """
+        discussion: reflow("""
         Writes DIR/tokenizer.model and DIR/tokenizer_training.json (vocabulary size, type, corpus, options, time). Every option and the corpus are checked before training starts: a vocabulary too small or too large for the corpus, an empty or non-UTF-8 corpus are errors that say which value works.
 
         Examples:
           lm tokenizer train --input input.txt --vocab-size 2000 --model-type bpe --output tok/
           lm tokenizer train --input c.txt --vocab-size 8000 --model-type unigram --byte-fallback --output t/
-        """)
+        """))
 
     @Option(help: "The corpus: a UTF-8 text file, one sentence per line.")
     var input: String

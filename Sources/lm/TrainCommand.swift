@@ -7,7 +7,7 @@ import LMTraining
 /// Flags shared by `lm train` and `lm finetune`: each overrides the preset's value.
 struct TrainingFlags: ParsableArguments {
     @Option(help: "Training text (UTF-8).")
-    var corpus: String
+    var corpus: String?
     @Option(help: "Run folder: the best model, checkpoint.safetensors, log.jsonl and loss.svg go here.")
     var out: String
     @Flag(help: "Continue the run in --out from its last checkpoint (with its options; --steps may extend it).")
@@ -21,6 +21,11 @@ struct TrainingFlags: ParsableArguments {
     @Option(name: .customLong("grad-accum"), help: "Micro-batches accumulated per step.") var gradAccum: Int?
     @Option(help: "Optimizer steps.") var steps: Int?
     @Option(help: "Peak learning rate.") var lr: Float?
+    /// --corpus, which every causal-LM run needs.
+    func requiredCorpus() throws -> String {
+        guard let corpus else { throw LMError(.invalidArgument, "give --corpus FILE: the training text") }
+        return corpus
+    }
     @Option(name: .customLong("min-lr"), help: "Final learning rate of the cosine decay.") var minLR: Float?
     @Option(help: "Linear warm-up steps.") var warmup: Int?
     @Option(help: "Learning-rate schedule: cosine, linear or constant.") var schedule: String?
@@ -125,7 +130,7 @@ struct TrainCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "train",
         abstract: "Pretrain a GPT (causal LM) on a text corpus.",
-        discussion: """
+        discussion: reflow("""
         Prints a memory plan, then a progress bar with loss, tokens/s and ETA; evaluates the
         validation loss (last 10 % of the corpus) every --eval-interval steps and keeps the best
         model in --out, which is a model folder for lm generate. A killed run continues with
@@ -140,7 +145,7 @@ struct TrainCommand: ParsableCommand {
           lm train --corpus ../shared/data/tinyshakespeare/input.txt --tokenizer char --preset shakespeare-cpu --out runs/shakespeare
           lm train --corpus wiki.txt --tokenizer spm:4000 --layers 6 --heads 6 --dim 384 --context 256 --batch 16 --steps 5000 --out runs/wiki
           lm train --out runs/shakespeare --corpus ../shared/data/tinyshakespeare/input.txt --resume
-        """
+        """)
     )
 
     @Option(help: "char, spm:VOCAB (train a SentencePiece BPE on the corpus), or a tokenizer path.")
@@ -154,7 +159,7 @@ struct TrainCommand: ParsableCommand {
         let options = try flags.apply(to: try TrainingOptions.preset(preset))
         let spec = try TokenizerSpec(parsing: tokenizer)
         try runTraining({
-            try Trainer(corpus: flags.corpus, tokenizer: spec, options: options, runDirectory: flags.out,
+            try Trainer(corpus: try flags.requiredCorpus(), tokenizer: spec, options: options, runDirectory: flags.out,
                         resume: flags.resume, extendSteps: flags.steps, pool: pool, onEvent: printSetupEvent)
         }, json: flags.json)
     }
@@ -163,25 +168,108 @@ struct TrainCommand: ParsableCommand {
 struct FinetuneCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "finetune",
-        abstract: "Continue training an existing causal LM on a new corpus.",
-        discussion: """
-        Starts from a model folder (a Hugging Face GPT-2 or a run of lm train) with its own
-        tokenizer, a lower learning rate by default (1e-4 → 1e-5), and optionally frozen layers.
-        Same progress, evaluation, checkpoints and --resume as lm train.
+        abstract: "Continue training a causal LM on a new corpus, or fine-tune a BERT encoder as a classifier.",
+        discussion: reflow("""
+        --task causal-lm (default): starts from a model folder (a Hugging Face GPT-2 or a run of
+        lm train) with its own tokenizer, a lower learning rate by default (1e-4 → 1e-5), and
+        optionally frozen layers. Same progress, evaluation, checkpoints and --resume as lm train.
+
+        --task classify: fine-tunes a BERT folder (for example all-MiniLM-L6-v2) on a TSV with a
+        sentence<TAB>label header (GLUE's layout; labels as indices or names). Batches are packed
+        (dynamic padding without padding tokens); AdamW (weight decay 0.01 on matrices) with a
+        linear decay to 0 (--lr 5e-5, --warmup 0 by default); the dev set is evaluated after every
+        epoch and every --eval-interval steps (accuracy, precision, recall, F1, confusion matrix);
+        the best model by dev accuracy is kept in --out (a folder for lm classify, with log.jsonl);
+        --patience N stops after N evaluations without improvement. --steps N stops after N steps.
 
         Examples:
           lm finetune --model runs/shakespeare --corpus sonnets.txt --steps 500 --out runs/sonnets
           lm finetune --model gpt2 --corpus notes.txt --freeze 0,1,2 --context 128 --batch 4 --out runs/notes
-        """
+          lm finetune --task classify --model ../shared/models/minilm-l6-v2 --train ../shared/data/sst2/train.tsv \\
+            --dev ../shared/data/sst2/dev.tsv --labels negative,positive --epochs 2 --lr 5e-5 --batch 32 --max-length 64 --out runs/sst2
+        """)
     )
 
     @Option(help: "The model folder to start from.")
     var model: String
     @Option(parsing: .unconditional, help: "Comma-separated layer indices whose weights stay fixed (-1 = the embeddings).")
     var freeze: String?
+    @Option(help: "causal-lm (continue a GPT on --corpus) or classify (a BERT sequence classifier on --train/--dev).")
+    var task = "causal-lm"
+    @Option(help: "classify: the training TSV (sentence<TAB>label header).") var train: String?
+    @Option(help: "classify: the dev TSV, evaluated every epoch.") var dev: String?
+    @Option(help: "classify: class names in index order (default: the model's id2label, else negative,positive).") var labels: String?
+    @Option(help: "classify: passes over the training set.") var epochs = 3
+    @Option(name: .customLong("max-length"), help: "classify: truncate training sentences to this many tokens.") var maxLength = 64
+    @Option(help: "classify: mean (mean of the hidden states) or cls (the pooled [CLS] row, Hugging Face's head).") var pooling = "mean"
     @OptionGroup var flags: TrainingFlags
 
     func run() throws {
+        switch task {
+        case "causal-lm": try runCausalLM()
+        case "classify": try runClassify()
+        default: throw LMError(.invalidArgument, "--task \(task): use causal-lm or classify")
+        }
+    }
+
+    func runClassify() throws {
+        let pool = flags.threads.apply()
+        guard let train, let dev else {
+            throw LMError(.invalidArgument, "--task classify needs --train FILE.tsv and --dev FILE.tsv (sentence<TAB>label)")
+        }
+        var o = ClassifierTrainingOptions()
+        o.epochs = epochs; o.maxLength = maxLength; o.pooling = pooling
+        if let v = flags.batch { o.batch = v }
+        if let v = flags.lr { o.learningRate = v }
+        if let v = flags.warmup { o.warmupSteps = v }
+        if let v = flags.weightDecay { o.weightDecay = v }
+        if let v = flags.clip { o.gradientClip = v }
+        if let v = flags.dropout { o.dropout = v }
+        if let v = flags.evalInterval { o.evalInterval = v }
+        if let v = flags.patience { o.patience = v }
+        if let v = flags.seed { o.seed = v }
+        if let v = flags.logInterval { o.logInterval = v }
+        o.maxSteps = flags.steps
+        let names = labels.map { $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } }
+        let trainer = try ClassifierTrainer(model: model, train: train, dev: dev, labels: names, options: o, out: flags.out,
+                                            pool: pool) { e in
+            switch e {
+            case .info(let text): printError(text)
+            case .plan(let p): printMemoryPlan(.plan(p))
+            default: break
+            }
+        }
+        var bar: ProgressBar?
+        let summary = try trainer.run { e in
+            switch e {
+            case .started(let total): bar = ProgressBar(total: total, label: "finetune")
+            case .step(let step, let epoch, let loss, let lr, let rate):
+                bar?.update(step, fields: ["epoch \(epoch + 1)", String(format: "loss %.4f", loss), String(format: "lr %.2e", lr),
+                                           String(format: "%.0f ex/s", rate)])
+            case .evaluation(let step, let epoch, let m, let best):
+                bar?.message(String(format: "step %d (epoch %.2f): dev accuracy %.2f %%, F1 %.4f%@", step, epoch, 100 * m.accuracy, m.f1,
+                                    best ? " — new best, saved" : ""))
+            case .earlyStop(let step, let bestStep, let acc):
+                bar?.message(String(format: "stopping early at step %d: no better dev accuracy since step %d (%.2f %%)", step, bestStep, 100 * acc))
+            default: break
+            }
+        }
+        bar?.finish()
+        printError("best dev result (step \(summary.bestStep) of \(summary.steps)):")
+        printError(summary.best.report, terminator: "")
+        printError(String(format: "training: %.1f s, median %.1f examples/s; model: %@ (lm classify --model %@ TEXT)",
+                          summary.trainSeconds, summary.medianExamplesPerSecond, flags.out, flags.out))
+        if flags.json {
+            var o = summary.best.json
+            o["best_step"] = summary.bestStep; o["steps"] = summary.steps; o["stopped_early"] = summary.stoppedEarly
+            o["median_examples_per_s"] = summary.medianExamplesPerSecond; o["train_seconds"] = summary.trainSeconds
+            o["curve"] = summary.curve.map { ["step": $0.step, "accuracy": $0.accuracy] }
+            o["out"] = flags.out
+            print(jsonLine(o))
+        }
+    }
+
+    func runCausalLM() throws {
         let pool = flags.threads.apply()
         let folder = try finetunableConfig(model)
         var base = TrainingOptions()
@@ -203,7 +291,7 @@ struct FinetuneCommand: ParsableCommand {
             throw LMError(.invalidArgument, "lm finetune keeps the model's shape (\(folder.nLayer) layers, \(folder.nHead) heads, \(folder.nEmbd) dim): drop --layers/--heads/--dim")
         }
         try runTraining({
-            try Trainer(corpus: flags.corpus, tokenizer: .existing(model), options: options, runDirectory: flags.out,
+            try Trainer(corpus: try flags.requiredCorpus(), tokenizer: .existing(model), options: options, runDirectory: flags.out,
                         resume: flags.resume, baseModel: model, extendSteps: flags.steps, pool: pool, onEvent: printSetupEvent)
         }, json: flags.json)
     }

@@ -53,6 +53,34 @@ final class KernelTests: XCTestCase {
         }
     }
 
+    /// The C GELU loops do the scalar Swift helpers' operations one for one: equal to the bit,
+    /// in place too, on a length that leaves a vector remainder, over the clamping range of exp.
+    func testGELUCLoopsAreBitIdenticalToTheSwiftScalarHelpers() {
+        var x = randomFloats(10_003, seed: 41, scale: 12)
+        x += [0, -0.0, 1e-30, -1e-30, 100, -100, 200, -200, 87.3, -87.3, 44.2, -44.2, .infinity, -.infinity]
+        let n = x.count
+        for kind in [GELUKind.tanh, .erf] {
+            var fast = [Float](repeating: 0, count: n), scalar = fast
+            geluForward(out: &fast, inp: x, n: n, kind: kind, pool: pools[1])
+            geluForwardScalar(out: &scalar, inp: x, n: n, kind: kind)
+            var inPlace = x
+            inPlace.withUnsafeMutableBufferPointer { geluForward(out: $0.baseAddress!, inp: $0.baseAddress!, n: n, kind: kind) }
+            XCTAssertEqual(fast.map(\.bitPattern), scalar.map(\.bitPattern), "gelu \(kind): C loop vs Swift scalar")
+            XCTAssertEqual(inPlace.map(\.bitPattern), scalar.map(\.bitPattern), "gelu \(kind) in place")
+
+            var out = [Float](repeating: 0, count: n), deriv = out, outS = out, derivS = out
+            geluForwardSaving(out: &out, derivative: &deriv, inp: x, n: n, kind: kind, pool: pools[1])
+            geluForwardSavingScalar(out: &outS, derivative: &derivS, inp: x, n: n, kind: kind)
+            XCTAssertEqual(out.map(\.bitPattern), outS.map(\.bitPattern), "gelu saving \(kind): value")
+            XCTAssertEqual(deriv.map(\.bitPattern), derivS.map(\.bitPattern), "gelu saving \(kind): derivative")
+            var aliased = x
+            aliased.withUnsafeMutableBufferPointer { p in
+                out.withUnsafeMutableBufferPointer { geluForwardSaving(out: $0.baseAddress!, derivative: p.baseAddress!, inp: p.baseAddress!, n: n, kind: kind) }
+            }
+            XCTAssertEqual(aliased.map(\.bitPattern), derivS.map(\.bitPattern), "gelu saving \(kind): derivative in place")
+        }
+    }
+
     func testSoftmaxMatchesReference() {
         let x = randomFloats(7 * 100, seed: 5, scale: 20)
         var fast = [Float](repeating: 0, count: x.count), ref = fast

@@ -32,6 +32,27 @@ public enum TestPaths {
         return p
     }
 
+    /// A fixture checked in beside a test target (`Tests/<target>/Fixtures/<name>`).
+    public static func checkedIn(_ target: String, _ name: String, file: StaticString = #filePath, line: UInt = #line) throws -> String {
+        let p = packageRoot + "/Tests/\(target)/Fixtures/" + name
+        guard FileManager.default.fileExists(atPath: p) else {
+            XCTFail("missing checked-in fixture \(p)", file: file, line: line)
+            throw XCTSkip("missing \(p)")
+        }
+        return p
+    }
+
+    /// The real all-MiniLM-L6-v2 folder: `$LM_MINILM`, else `../shared/models/minilm-l6-v2`.
+    /// Fails the test with a message naming both places when it is absent.
+    public static func miniLM(file: StaticString = #filePath, line: UInt = #line) throws -> String {
+        let p = ProcessInfo.processInfo.environment["LM_MINILM"] ?? shared + "/models/minilm-l6-v2"
+        guard FileManager.default.fileExists(atPath: p + "/model.safetensors") else {
+            XCTFail("MiniLM weights not found at \(p): set LM_MINILM=/path/to/minilm-l6-v2 or put shared/models/minilm-l6-v2 beside the checkout", file: file, line: line)
+            throw XCTSkip("MiniLM weights absent (\(p))")
+        }
+        return p
+    }
+
     /// A bundled model folder under `models/`.
     public static func model(_ name: String) -> String { packageRoot + "/models/" + name }
 

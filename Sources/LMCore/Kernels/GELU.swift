@@ -1,3 +1,5 @@
+import CKernels
+
 /// Which GELU a model uses (Hugging Face `activation_function` / `hidden_act`).
 public enum GELUKind: String, Sendable, Codable {
     /// 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))) — GPT-2's `gelu_new`.
@@ -9,28 +11,38 @@ public enum GELUKind: String, Sendable, Codable {
 let geluTanhScale: Float = 0.797_884_56  // √(2/π)
 
 /// out (n) = gelu(inp); `out` may equal `inp`. Parallel over `pool` for large n.
+/// The loops are C (`lm_gelu_tanh`, `lm_gelu_erf`: they vectorise there, not in Swift) and
+/// bit-identical to the scalar helpers below.
 public func geluForward(out: UnsafeMutablePointer<Float>, inp: UnsafePointer<Float>, n: Int,
                         kind: GELUKind, pool: ThreadPool? = nil) {
     let body = { (r: Range<Int>) in
         switch kind {
-        case .tanh:
-            for i in r {
-                let x = inp[i]
-                let u = geluTanhScale * x.addingProduct(0.044_715 * x, x * x)
-                // 0.5·(1 + tanh(u)) = sigmoid(2u)
-                out[i] = x / (1 + VectorMath.exp(-2 * u))
-            }
-        case .erf:
-            for i in r {
-                let x = inp[i]
-                out[i] = 0.5 * x * (1 + VectorMath.erf(x * 0.707_106_78))
-            }
+        case .tanh: lm_gelu_tanh(out, inp, r.lowerBound, r.upperBound)
+        case .erf: lm_gelu_erf(out, inp, r.lowerBound, r.upperBound)
         }
     }
     if let pool, n >= 16_384 {
         pool.parallelFor(n, grain: 64, body)
     } else {
         body(0..<n)
+    }
+}
+
+/// Scalar twin of `geluForward` in Swift (the same operations; tests check the C loops
+/// against it bit for bit).
+public func geluForwardScalar(out: UnsafeMutablePointer<Float>, inp: UnsafePointer<Float>, n: Int, kind: GELUKind) {
+    switch kind {
+    case .tanh:
+        for i in 0..<n {
+            let x = inp[i]
+            let u = geluTanhScale * x.addingProduct(0.044_715 * x, x * x)
+            out[i] = x / (1 + VectorMath.exp(-2 * u))  // 0.5·(1 + tanh(u)) = sigmoid(2u)
+        }
+    case .erf:
+        for i in 0..<n {
+            let x = inp[i]
+            out[i] = 0.5 * x * (1 + VectorMath.erf(x * 0.707_106_78))
+        }
     }
 }
 
@@ -93,25 +105,22 @@ public func geluBackward(dinp: UnsafeMutablePointer<Float>, inp: UnsafePointer<F
 public func geluForwardSaving(out: UnsafeMutablePointer<Float>, derivative: UnsafeMutablePointer<Float>,
                               inp: UnsafePointer<Float>, n: Int, kind: GELUKind, pool: ThreadPool? = nil) {
     let body = { (r: Range<Int>) in
-        switch kind {
-        case .tanh:
-            for i in r {
-                let (v, d) = geluTanhWithDerivative(inp[i])
-                out[i] = v
-                derivative[i] = d
-            }
-        case .erf:
-            for i in r {
-                let (v, d) = geluErfWithDerivative(inp[i])
-                out[i] = v
-                derivative[i] = d
-            }
-        }
+        lm_gelu_saving(out, derivative, inp, r.lowerBound, r.upperBound, kind == .erf ? 1 : 0)
     }
     if let pool, n >= 16_384 {
         pool.parallelFor(n, grain: 64, body)
     } else {
         body(0..<n)
+    }
+}
+
+/// Scalar twin of `geluForwardSaving` in Swift (checked bit for bit against the C loop).
+public func geluForwardSavingScalar(out: UnsafeMutablePointer<Float>, derivative: UnsafeMutablePointer<Float>,
+                                    inp: UnsafePointer<Float>, n: Int, kind: GELUKind) {
+    for i in 0..<n {
+        let (v, d) = kind == .erf ? geluErfWithDerivative(inp[i]) : geluTanhWithDerivative(inp[i])
+        out[i] = v
+        derivative[i] = d
     }
 }
 
