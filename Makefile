@@ -1,6 +1,6 @@
 # swift-lm — the two commands: `make run` (the main job) and `make test` (the tests).
 SHELL := /bin/bash
-APT_PACKAGES := libopenblas-dev libsentencepiece-dev pkg-config
+APT_PACKAGES := libopenblas-dev libsentencepiece-dev pkg-config libedit-dev tmux
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 LM := .build/release/lm
 
@@ -19,9 +19,9 @@ deps:
 build: deps
 	swift build -c release --product lm
 
-## The main job: generate text with the bundled Shakespeare model.
+## The main job: talk with the bundled Shakespeare model (lm chat; /help lists its commands).
 run: build
-	$(LM) generate --prompt "ROMEO:" --max-tokens 400
+	$(LM) chat
 
 ## The tests (unit, parity against ../shared/fixtures, and the real binary).
 test: deps

@@ -30,6 +30,12 @@ let package = Package(
             pkgConfig: "openblas",
             providers: [.apt(["libopenblas-dev", "pkg-config"])]
         ),
+        // libedit: line editing and history for `lm chat` (see Sources/CLibEdit/shim.h).
+        .systemLibrary(
+            name: "CLibEdit",
+            pkgConfig: "libedit",
+            providers: [.apt(["libedit-dev"])]
+        ),
         .target(
             name: "CSentencePiece",
             cxxSettings: [.unsafeFlags(["-std=c++17"])],
@@ -78,7 +84,7 @@ let package = Package(
         .executableTarget(
             name: "lm",
             dependencies: [
-                "LMCore", "LMTokenizers", "LMModels", "LMGeneration", "LMTraining", "LMQuant",
+                "LMCore", "LMTokenizers", "LMModels", "LMGeneration", "LMTraining", "LMQuant", "CLibEdit",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: optimized

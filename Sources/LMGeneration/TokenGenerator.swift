@@ -15,6 +15,8 @@ public struct GenerationStats: Sendable, Codable, Equatable {
     public var stoppedAtEOS = false
     /// Times the window slid because the context was full.
     public var contextShifts = 0
+    /// Tokens encoded again by those slides.
+    public var reencodedTokens = 0
 
     public init() {}
 
@@ -65,6 +67,40 @@ public final class TokenGenerator {
     /// learned absolute positions cannot shift their cache) and keep going, or stop.
     public var slideWhenFull = true
 
+    /// Tokens at the start of the cache that a slide keeps in place (llama.cpp's `n_keep`: a
+    /// system prompt). The slide then re-encodes the newest half of the rest after them. At most
+    /// half the cache is kept; 0 (the default) keeps nothing.
+    public var keepFirst = 0
+
+    /// Drops every cached position at and after `length`, from the cache and from `history`
+    /// (undo a turn, sample a reply again). The sampler is not touched.
+    public func truncate(to length: Int) {
+        let n = max(0, min(length, history.count))
+        cache.truncate(to: n)
+        history.removeSubrange(n...)
+    }
+
+    /// Runs `tokens` through the model into the cache after what it holds, without sampling
+    /// and without touching the sampler's repetition window: re-encoding a window after a
+    /// context shift, or rebuilding a restored session. Throws when they do not fit.
+    public func append(_ tokens: [Int]) throws {
+        guard !tokens.isEmpty else { return }
+        if cache.length != history.count { history = [] }
+        let ids = tokens.map { Int32(truncatingIfNeeded: $0) }
+        _ = try ids.withUnsafeBufferPointer { try model.forward(tokens: $0, cache: cache, allLogits: false) }
+        history += tokens
+    }
+
+    /// Declares that the cache's positions hold `tokens` (keys and values copied into it from a
+    /// saved session), so the next `generate` continues after them.
+    public func assumeCached(_ tokens: [Int]) throws {
+        guard tokens.count == cache.length else {
+            throw LMError(.invalidInput, "\(tokens.count) tokens given for a cache holding \(cache.length) positions — restore the keys and values of exactly these tokens")
+        }
+        history.removeAll(keepingCapacity: true)
+        history += tokens
+    }
+
     /// Feeds `prompt` (appending to whatever the cache holds), then samples up to `maxTokens`
     /// tokens, calling `onToken` for each; `onToken` returns false to stop early.
     /// Stops at a stop token; when the cache fills, slides the window (or stops if `slideWhenFull` is off).
@@ -90,15 +126,19 @@ public final class TokenGenerator {
             if produced == maxTokens { break }
             if cache.remaining == 0 {
                 guard slideWhenFull, history.count == cache.length else { break }
-                // Keep the newest half of the window and encode it again from position 0.
-                let keep = Array(history.suffix(cache.capacity / 2))
-                cache.reset()
-                history.removeAll(keepingCapacity: true)
-                history += keep
-                _ = try keep.map { Int32($0) }.withUnsafeBufferPointer {
+                // Keep the first `keepFirst` positions in place; encode the newest half of the
+                // rest again right after them.
+                let kept = min(keepFirst, cache.capacity / 2)
+                let tail = Array(history.suffix((cache.capacity - kept) / 2))
+                if tail.isEmpty { break }
+                cache.truncate(to: kept)
+                history.removeSubrange(kept...)
+                history += tail
+                _ = try tail.map { Int32($0) }.withUnsafeBufferPointer {
                     try model.forward(tokens: $0, cache: cache, allLogits: false)
                 }
                 stats.contextShifts += 1
+                stats.reencodedTokens += tail.count
             }
             step[0] = Int32(token)
             logits = try model.forward(tokens: UnsafeBufferPointer(start: step, count: 1), cache: cache, allLogits: false)

@@ -22,6 +22,7 @@ struct LM: ParsableCommand {
         version: "0.1.0",
         subcommands: [
             GenerateCommand.self,
+            ChatCommand.self,
             ForwardCommand.self,
             BenchCommand.self,
             TrainCommand.self,
