@@ -57,15 +57,7 @@ struct ClassifyCommand: ParsableCommand {
         let start = DispatchTime.now()
         var count = 0
         try TextInput(arguments: texts, file: file).forEachBatch(batch) { items in
-            var ids: [[Int]?] = []
-            for item in items {
-                if item.text.trimmingCharacters(in: .whitespaces).isEmpty { ids.append(nil); continue }
-                let e = try pipeline.encode(item.text)
-                if e.fullLength > e.ids.count {
-                    printError("note: \(item.origin) has \(e.fullLength) tokens; classified its first \(e.ids.count) (--max-length \(pipeline.maxLength))")
-                }
-                ids.append(e.ids)
-            }
+            let ids = try encodeBatch(items, with: pipeline, verb: "classified")
             let probs = try pipeline.probabilities(ids: ids.compactMap { $0 })
             var next = 0
             for (item, seq) in zip(items, ids) {
@@ -76,10 +68,7 @@ struct ClassifyCommand: ParsableCommand {
             fflush(stdout)
             count += items.count
         }
-        let seconds = secondsSince(start)
-        if texts.isEmpty || count > 1 {
-            printError(String(format: "%d texts in %.2f s: %.1f sentences/s", count, seconds, Double(count) / max(seconds, 1e-9)))
-        }
+        if texts.isEmpty || count > 1 { printThroughput(count: count, since: start) }
     }
 
     func format(_ p: [Float], labels: [String], text: String) -> String {

@@ -47,15 +47,7 @@ struct EmbedCommand: ParsableCommand {
         let start = DispatchTime.now()
         var count = 0
         try TextInput(arguments: texts, file: file).forEachBatch(batch) { items in
-            var ids: [[Int]?] = []
-            for item in items {
-                if item.text.trimmingCharacters(in: .whitespaces).isEmpty { ids.append(nil); continue }
-                let e = try p.encode(item.text)
-                if e.fullLength > e.ids.count {
-                    printError("note: \(item.origin) has \(e.fullLength) tokens; embedded its first \(e.ids.count) (--max-length \(p.maxLength))")
-                }
-                ids.append(e.ids)
-            }
+            let ids = try encodeBatch(items, with: p, verb: "embedded")
             let vectors = try p.embeddings(ids: ids.compactMap { $0 })
             var next = 0
             for (item, seq) in zip(items, ids) {
@@ -67,9 +59,6 @@ struct EmbedCommand: ParsableCommand {
             fflush(stdout)
             count += items.count
         }
-        if texts.isEmpty {
-            let s = secondsSince(start)
-            printError(String(format: "%d texts in %.2f s: %.1f sentences/s", count, s, Double(count) / max(s, 1e-9)))
-        }
+        if texts.isEmpty { printThroughput(count: count, since: start) }
     }
 }

@@ -44,11 +44,31 @@ struct TextInput {
     }
 }
 
+/// Token ids for a batch of inputs: nil for an empty line (reported in its place later), and a
+/// note on stderr for a text longer than the pipeline's --max-length (its first tokens are used;
+/// `verb` says what was done with them: "classified", "embedded").
+func encodeBatch(_ items: [TextInput.Item], with pipeline: BertTextPipeline, verb: String) throws -> [[Int]?] {
+    try items.map { item in
+        if item.text.trimmingCharacters(in: .whitespaces).isEmpty { return nil }
+        let e = try pipeline.encode(item.text)
+        if e.fullLength > e.ids.count {
+            printError("note: \(item.origin) has \(e.fullLength) tokens; \(verb) its first \(e.ids.count) (--max-length \(pipeline.maxLength))")
+        }
+        return e.ids
+    }
+}
+
 /// Prints `{"error": ..., "line": N}` (JSON) or a message for an input that cannot be read,
 /// keeping one output line per input line.
 func reportSkipped(_ item: TextInput.Item, _ reason: String, json: Bool) {
     printError("\(item.origin): \(reason)")
     print(json ? jsonLine(["error": "\(item.origin): \(reason)"]) : "error\t\(item.origin): \(reason)")
+}
+
+/// "3 texts in 0.02 s: 150.2 sentences/s" on stderr, the throughput line of classify and embed.
+func printThroughput(count: Int, since start: DispatchTime) {
+    let s = secondsSince(start)
+    printError(String(format: "%d %@ in %.2f s: %.1f sentences/s", count, count == 1 ? "text" : "texts", s, Double(count) / max(s, 1e-9)))
 }
 
 /// Elapsed seconds since `start` on the monotonic clock.
