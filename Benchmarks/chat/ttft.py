@@ -20,8 +20,8 @@ cost"), the conversation before the last turn and the last turn's text are sent 
 
 Usage (from the package root, after `swift build -c release --product lm`):
     python3 Benchmarks/chat/ttft.py                                 # the bundled model
-    python3 Benchmarks/chat/ttft.py --make-model /tmp/char-85m     # 12 layers, 768 dim, context 1024
-    python3 Benchmarks/chat/ttft.py --model /tmp/char-85m --max-tokens 16 --text "hello there"
+    python3 Benchmarks/chat/ttft.py --make-model runs/char-85m     # 12 layers, 768 dim, context 1024
+    python3 Benchmarks/chat/ttft.py --model runs/char-85m --max-tokens 16 --text "hello there"
 Prints a table on stderr and one JSON line on stdout.
 """
 import argparse

@@ -81,8 +81,8 @@ struct QuantizeCommand: ParsableCommand {
 
         Examples:
           lm quantize --model models/shakespeare --out models/shakespeare-int8
-          lm quantize --model models/shakespeare --out /tmp/q --report --corpus ../shared/data/tinyshakespeare/input.txt --split-from 0.9 --json
-          lm quantize --model runs/sst2-minilm --out /tmp/sst2-int8 --report --tsv ../shared/data/sst2/dev.tsv
+          lm quantize --model models/shakespeare --out runs/shakespeare-int8 --report --corpus ../shared/data/tinyshakespeare/input.txt --split-from 0.9 --json
+          lm quantize --model runs/sst2-minilm --out runs/sst2-int8 --report --tsv ../shared/data/sst2/dev.tsv
           lm quantize --random gpt2-124m --max-chunks 4
         """)
     )
