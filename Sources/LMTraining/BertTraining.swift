@@ -375,35 +375,34 @@ public final class BertTrainingModel: @unchecked Sendable {
     private func encoderBackward(_ gOut: UnsafeMutablePointer<Float>) {
         let N = seqs.rows, C = config.hiddenSize, F = config.intermediateSize
         let drop = training && dropout > 0
+        /// Backward of out = LN(pre), pre = drop(branch) + residual: the residual's gradient is
+        /// written to `residualGrad`; the returned buffer holds the branch's gradient.
+        func postLNBackward(dout: UnsafePointer<Float>, pre: UnsafePointer<Float>, lnw: UnsafePointer<Float>,
+                            dlnw: UnsafeMutablePointer<Float>, dlnb: UnsafeMutablePointer<Float>,
+                            mean: UnsafePointer<Float>, rstd: UnsafePointer<Float>, mask: UnsafePointer<UInt8>,
+                            residualGrad: UnsafeMutablePointer<Float>) -> UnsafePointer<Float> {
+            dpre.initialize(repeating: 0, count: N * C)
+            layerNormBackward(dinp: dpre, dweight: dlnw, dbias: dlnb, dout: dout, inp: pre, weight: lnw,
+                              mean: mean, rstd: rstd, N: N, C: C, pool: pool)
+            residualGrad.update(from: dpre, count: N * C)
+            guard drop else { return UnsafePointer(dpre) }
+            dbranch.initialize(repeating: 0, count: N * C)
+            dropoutBackward(dinp: dbranch, dout: dpre, mask: mask, n: N * C, p: dropout, pool: pool)
+            return UnsafePointer(dbranch)
+        }
         for l in stride(from: config.numHiddenLayers - 1, through: 0, by: -1) {
             let w = p[l], d = g[l], a = acts[l], x = xs[l]
             // x2 = LN2(pre2), pre2 = drop(out2) + x1
-            dpre.initialize(repeating: 0, count: N * C)
-            layerNormBackward(dinp: dpre, dweight: d.ln2w, dbias: d.ln2b, dout: gOut, inp: a.pre2, weight: w.ln2w,
-                              mean: a.mean2, rstd: a.rstd2, N: N, C: C, pool: pool)
-            dx1.update(from: dpre, count: N * C)
-            var dbr = UnsafePointer(dpre)
-            if drop {
-                dbranch.initialize(repeating: 0, count: N * C)
-                dropoutBackward(dinp: dbranch, dout: dpre, mask: a.drop2, n: N * C, p: dropout, pool: pool)
-                dbr = UnsafePointer(dbranch)
-            }
+            var dbr = postLNBackward(dout: gOut, pre: a.pre2, lnw: w.ln2w, dlnw: d.ln2w, dlnb: d.ln2b,
+                                     mean: a.mean2, rstd: a.rstd2, mask: a.drop2, residualGrad: dx1)
             matmulBackward(dinp: dinter, dweight: d.out2W, dbias: d.out2B, dout: dbr, inp: a.interGelu, weight: w.out2W,
                            N: N, C: F, OC: C, layout: .outIn, overwriteInput: true, pool: pool)
             geluBackwardSaved(dinp: dinter, derivative: a.inter, dout: dinter, n: N * F, pool: pool)
             matmulBackward(dinp: dx1, dweight: d.interW, dbias: d.interB, dout: dinter, inp: a.x1, weight: w.interW,
                            N: N, C: C, OC: F, layout: .outIn, pool: pool)
             // x1 = LN1(pre1), pre1 = drop(ctx·Woᵀ + b) + x
-            dpre.initialize(repeating: 0, count: N * C)
-            layerNormBackward(dinp: dpre, dweight: d.ln1w, dbias: d.ln1b, dout: dx1, inp: a.pre1, weight: w.ln1w,
-                              mean: a.mean1, rstd: a.rstd1, N: N, C: C, pool: pool)
-            gOut.update(from: dpre, count: N * C)
-            dbr = UnsafePointer(dpre)
-            if drop {
-                dbranch.initialize(repeating: 0, count: N * C)
-                dropoutBackward(dinp: dbranch, dout: dpre, mask: a.drop1, n: N * C, p: dropout, pool: pool)
-                dbr = UnsafePointer(dbranch)
-            }
+            dbr = postLNBackward(dout: dx1, pre: a.pre1, lnw: w.ln1w, dlnw: d.ln1w, dlnb: d.ln1b,
+                                 mean: a.mean1, rstd: a.rstd1, mask: a.drop1, residualGrad: gOut)
             matmulBackward(dinp: dctx, dweight: d.outW, dbias: d.outB, dout: dbr, inp: a.ctx, weight: w.outW,
                            N: N, C: C, OC: C, layout: .outIn, overwriteInput: true, pool: pool)
             dqkv.initialize(repeating: 0, count: N * 3 * C)
