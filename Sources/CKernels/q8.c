@@ -46,17 +46,6 @@ static inline float hsum(__m256 v) {
 
 static inline float f16(uint16_t h) { return _cvtsh_ss(h); }
 
-// Horizontal sums of eight accumulators, as one vector (lane k = sum of a_k).
-static inline __m256 hsum8(__m256 a0, __m256 a1, __m256 a2, __m256 a3, __m256 a4, __m256 a5, __m256 a6, __m256 a7) {
-    const __m256 s01 = _mm256_hadd_ps(a0, a1), s23 = _mm256_hadd_ps(a2, a3);
-    const __m256 s45 = _mm256_hadd_ps(a4, a5), s67 = _mm256_hadd_ps(a6, a7);
-    const __m256 s0123 = _mm256_hadd_ps(s01, s23), s4567 = _mm256_hadd_ps(s45, s67);
-    // lanes: [0123 low halves | 0123 high halves] and the same for 4567
-    const __m256 lo = _mm256_permute2f128_ps(s0123, s4567, 0x20);
-    const __m256 hi = _mm256_permute2f128_ps(s0123, s4567, 0x31);
-    return _mm256_add_ps(lo, hi);
-}
-
 // Lane k of the result = the full sum of the eight int32 lanes of p_k.
 static inline __m256i hsum8_epi32(__m256i p0, __m256i p1, __m256i p2, __m256i p3,
                                   __m256i p4, __m256i p5, __m256i p6, __m256i p7) {
