@@ -2,6 +2,13 @@
 // pass. Legend: B batch, T time, C channels, NH heads, HS = C / NH.
 // qkv (B, T, 3C): q at columns 0..<C, k at C..<2C, v at 2C..<3C; head h at h·HS within each.
 
+import CKernels
+
+/// True when the small causal products can run in swift-lm's own kernels (`attention.h`): head
+/// size and time in multiples of 16. Otherwise each block is a BLAS call.
+@inline(__always)
+func attentionUsesOwnKernels(T: Int, HS: Int) -> Bool { T % 16 == 0 && HS % 16 == 0 }
+
 /// out (B, T, C) = softmax(q·kᵀ/√HS, causal) · v per (batch, head); att (B, NH, T, T) keeps the
 /// probabilities (zero above the diagonal). (batch, head) pairs are split across threads.
 public func causalAttentionForward(out: UnsafeMutablePointer<Float>, att: UnsafeMutablePointer<Float>,
@@ -9,6 +16,22 @@ public func causalAttentionForward(out: UnsafeMutablePointer<Float>, att: Unsafe
     let HS = C / NH, C3 = 3 * C
     let scale = 1 / Float(HS).squareRoot()
     // Query rows in blocks: a block only multiplies against the keys its last row can see.
+    if attentionUsesOwnKernels(T: T, HS: HS) {
+        pool.parallelFor(B * NH) { pairs in
+            withUnsafeTemporaryAllocation(of: Float.self, capacity: HS * T) { kT in
+                for pair in pairs {
+                    let b = pair / NH, h = pair % NH
+                    let q = qkv + b * T * C3 + h * HS
+                    let a = att + pair * T * T
+                    lm_transpose(kT.baseAddress!, q + C, C3, T, HS)
+                    lm_attn_scores(a, T, q, C3, kT.baseAddress!, T, HS, scale)
+                    for t in 0..<T { softmaxRow(a + t * T, valid: t + 1, count: T) }
+                    lm_attn_lower(out + b * T * C + h * HS, C, a, T, q + 2 * C, C3, T, HS, 1, 0)
+                }
+            }
+        }
+        return
+    }
     let block = attentionRowBlock
     pool.parallelFor(B * NH) { pairs in
         for pair in pairs {
@@ -42,6 +65,29 @@ public func causalAttentionBackward(dqkv: UnsafeMutablePointer<Float>, dout: Uns
     let HS = C / NH, C3 = 3 * C
     let scale = 1 / Float(HS).squareRoot()
     let threads = pool.threadCount
+    if attentionUsesOwnKernels(T: T, HS: HS) {
+        pool.run { thread in
+            let ds = scratch + thread * T * T
+            withUnsafeTemporaryAllocation(of: Float.self, capacity: HS * T) { vT in
+                for pair in ThreadPool.chunk(B * NH, parts: threads, index: thread) {
+                    let b = pair / NH, h = pair % NH
+                    let q = qkv + b * T * C3 + h * HS, k = q + C, v = q + 2 * C
+                    let dq = dqkv + b * T * C3 + h * HS, dk = dq + C, dv = dq + 2 * C
+                    let a = att + pair * T * T
+                    let dy = dout + b * T * C + h * HS
+                    // datt = dy · vᵀ (causal part);  dv += attᵀ · dy
+                    lm_transpose(vT.baseAddress!, v, C3, T, HS)
+                    lm_attn_scores(ds, T, dy, C, vT.baseAddress!, T, HS, 1)
+                    lm_attn_upper_t(dv, C3, a, T, dy, C, T, HS, 1)
+                    softmaxBackwardRows(datt: ds, att: a, T: T)
+                    // dq += dpre · k · scale;  dk += dpreᵀ · q · scale
+                    lm_attn_lower(dq, C3, ds, T, k, C3, T, HS, scale, 1)
+                    lm_attn_upper_t(dk, C3, ds, T, q, C3, T, HS, scale)
+                }
+            }
+        }
+        return
+    }
     let block = attentionRowBlock
     pool.run { thread in
         let ds = scratch + thread * T * T
@@ -75,5 +121,18 @@ public func causalAttentionBackward(dqkv: UnsafeMutablePointer<Float>, dout: Uns
                 t0 = t1
             }
         }
+    }
+}
+
+/// Softmax backward of causal rows in place: datt (T, T) ← att ⊙ (datt − Σ att·datt) on and
+/// below the diagonal, zero above it.
+@inline(__always)
+func softmaxBackwardRows(datt: UnsafeMutablePointer<Float>, att: UnsafePointer<Float>, T: Int) {
+    for t in 0..<T {
+        let ar = att + t * T, dr = datt + t * T
+        var dot: Float = 0
+        for j in 0...t { dot += ar[j] * dr[j] }
+        for j in 0...t { dr[j] = ar[j] * (dr[j] - dot) }
+        if t + 1 < T { (dr + t + 1).initialize(repeating: 0, count: T - t - 1) }
     }
 }
