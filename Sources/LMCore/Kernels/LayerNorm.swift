@@ -86,32 +86,73 @@ public func layerNormBackward(dinp: UnsafeMutablePointer<Float>, dweight: Unsafe
                               mean: UnsafePointer<Float>, rstd: UnsafePointer<Float>, N: Int, C: Int,
                               pool: ThreadPool) {
     if dweight != nil || dbias != nil {
+        // Each thread owns a block of columns and sweeps every row: no reduction across threads.
         pool.parallelFor(C, grain: 16, minimumPerThread: 32) { cols in
+            let c0 = cols.lowerBound, w = cols.count
+            let db = dbias.map { UnsafeMutableRawPointer($0 + c0) }
+            let dw = dweight.map { UnsafeMutableRawPointer($0 + c0) }
             for n in 0..<N {
-                let x = inp + n * C, d = dout + n * C
-                let m = mean[n], rs = rstd[n]
-                for c in cols {
-                    dbias?[c] += d[c]
-                    dweight?[c] += (x[c] - m) * rs * d[c]
+                let x = UnsafeRawPointer(inp + n * C + c0), d = UnsafeRawPointer(dout + n * C + c0)
+                let m = SIMD8<Float>(repeating: mean[n]), rs = SIMD8<Float>(repeating: rstd[n])
+                var j = 0
+                while j &+ 8 <= w {
+                    let o = j &* 4
+                    let dv = d.loadUnaligned(fromByteOffset: o, as: SIMD8<Float>.self)
+                    if let db { db.storeBytes(of: db.loadUnaligned(fromByteOffset: o, as: SIMD8<Float>.self) + dv, toByteOffset: o, as: SIMD8<Float>.self) }
+                    if let dw {
+                        let norm = (x.loadUnaligned(fromByteOffset: o, as: SIMD8<Float>.self) - m) * rs
+                        dw.storeBytes(of: dw.loadUnaligned(fromByteOffset: o, as: SIMD8<Float>.self) + norm * dv, toByteOffset: o, as: SIMD8<Float>.self)
+                    }
+                    j &+= 8
+                }
+                while j < w {
+                    let dj = dout[n * C + c0 + j]
+                    dbias?[c0 + j] += dj
+                    dweight?[c0 + j] += (inp[n * C + c0 + j] - mean[n]) * rstd[n] * dj
+                    j &+= 1
                 }
             }
         }
     }
     pool.parallelFor(N, minimumPerThread: 8) { rows in
+        let wr = UnsafeRawPointer(weight)
         for n in rows {
             let x = inp + n * C, d = dout + n * C, dx = dinp + n * C
+            let xr = UnsafeRawPointer(x), dr = UnsafeRawPointer(d), dxr = UnsafeMutableRawPointer(dx)
             let m = mean[n], rs = rstd[n]
-            var dnormMean: Float = 0, dnormNormMean: Float = 0
-            for c in 0..<C {
+            let mv = SIMD8<Float>(repeating: m), rsv = SIMD8<Float>(repeating: rs)
+            var s1 = SIMD8<Float>(), s2 = SIMD8<Float>()
+            var c = 0
+            while c &+ 8 <= C {
+                let o = c &* 4
+                let dnorm = wr.loadUnaligned(fromByteOffset: o, as: SIMD8<Float>.self) * dr.loadUnaligned(fromByteOffset: o, as: SIMD8<Float>.self)
+                s1 += dnorm
+                s2 = s2.addingProduct(dnorm, (xr.loadUnaligned(fromByteOffset: o, as: SIMD8<Float>.self) - mv) * rsv)
+                c &+= 8
+            }
+            var dnormMean = VectorMath.horizontalSum(s1), dnormNormMean = VectorMath.horizontalSum(s2)
+            while c < C {
                 let dnorm = weight[c] * d[c]
                 dnormMean += dnorm
                 dnormNormMean += dnorm * (x[c] - m) * rs
+                c &+= 1
             }
             dnormMean /= Float(C)
             dnormNormMean /= Float(C)
-            for c in 0..<C {
+            let a = SIMD8<Float>(repeating: dnormMean), b = SIMD8<Float>(repeating: dnormNormMean)
+            c = 0
+            while c &+ 8 <= C {
+                let o = c &* 4
+                let norm = (xr.loadUnaligned(fromByteOffset: o, as: SIMD8<Float>.self) - mv) * rsv
+                let dnorm = wr.loadUnaligned(fromByteOffset: o, as: SIMD8<Float>.self) * dr.loadUnaligned(fromByteOffset: o, as: SIMD8<Float>.self)
+                let g = (dnorm - a - norm * b) * rsv
+                dxr.storeBytes(of: dxr.loadUnaligned(fromByteOffset: o, as: SIMD8<Float>.self) + g, toByteOffset: o, as: SIMD8<Float>.self)
+                c &+= 8
+            }
+            while c < C {
                 let norm = (x[c] - m) * rs
                 dx[c] += (weight[c] * d[c] - dnormMean - norm * dnormNormMean) * rs
+                c &+= 1
             }
         }
     }
