@@ -21,6 +21,8 @@ public final class ThreadPool: @unchecked Sendable {
     private var mutex = pthread_mutex_t()
     private var cond = pthread_cond_t()
     private var workers: [pthread_t] = []
+    private var scratchBuffers: [UnsafeMutableRawPointer] = []
+    private var scratchBytes = 0
 
     /// Spin iterations before a worker sleeps (roughly tens of microseconds).
     private static let spinLimit = 20_000
@@ -51,6 +53,18 @@ public final class ThreadPool: @unchecked Sendable {
         for t in workers { pthread_join(t, nil) }
         pthread_cond_destroy(&cond)
         pthread_mutex_destroy(&mutex)
+        for b in scratchBuffers { b.deallocate() }
+    }
+
+    /// One scratch buffer of at least `bytes` (64-byte aligned) per thread, kept between calls:
+    /// index it with the thread index `run` passes. Call from the thread that calls `run`.
+    public func scratch(bytes: Int) -> [UnsafeMutableRawPointer] {
+        if bytes > scratchBytes {
+            for b in scratchBuffers { b.deallocate() }
+            scratchBuffers = (0..<threadCount).map { _ in UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64) }
+            scratchBytes = bytes
+        }
+        return scratchBuffers
     }
 
     private final class WorkerContext {

@@ -226,6 +226,8 @@ final class GradientCheckTests: XCTestCase {
         cases.append(attention(B: 2, T: 5, C: 8, NH: 2))
         cases.append(attention(B: 1, T: 3, C: 6, NH: 3))
         cases.append(attention(B: 1, T: 70, C: 4, NH: 2))  // more than one block of query rows
+        cases.append(attention(B: 1, T: 32, C: 32, NH: 2))  // T, HS multiples of 16: attention.h kernels
+        cases.append(matmul(N: 13, C: 7, OC: 21, layout: .inOut))  // the short-K GEMM, edge tiles
         return cases
     }
 
@@ -242,6 +244,7 @@ final class GradientCheckTests: XCTestCase {
         cases.append(embedding(B: 2, T: 8, C: 96, V: 11, tokens: (0..<16).map { Int32($0 * 7 % 11) }, start: 0))
         cases.append(crossEntropy(N: 16, V: 50, targets: (0..<16).map { $0 % 5 == 2 ? -1 : Int32($0 * 3 % 50) }))
         cases.append(attention(B: 2, T: 9, C: 16, NH: 4))
+        cases.append(attention(B: 3, T: 48, C: 64, NH: 2))
         return cases
     }
 

@@ -93,7 +93,8 @@ final class KernelTests: XCTestCase {
     }
 
     func testMatmulMatchesReferenceInBothLayoutsAndShapes() {
-        for (N, C, OC) in [(1, 64, 192), (1, 131, 67), (1, 768, 50), (4, 64, 100), (17, 33, 65)] {
+        // (13, 7, 21) and (50, 256, 40): swift-lm's own short-K GEMM with edge rows and columns.
+        for (N, C, OC) in [(1, 64, 192), (1, 131, 67), (1, 768, 50), (4, 64, 100), (17, 33, 65), (13, 7, 21), (50, 256, 40)] {
             let x = randomFloats(N * C, seed: 6)
             let w = randomFloats(C * OC, seed: 7)
             let b = randomFloats(OC, seed: 8)
@@ -119,7 +120,7 @@ final class KernelTests: XCTestCase {
     }
 
     func testGEMMIsBitIdenticalForAnyThreadCount() {
-        for (N, C, OC) in [(5, 128, 384), (64, 96, 1000), (300, 64, 64)] {
+        for (N, C, OC) in [(5, 128, 384), (64, 96, 1000), (300, 64, 64), (301, 128, 50)] {
             let x = randomFloats(N * C, seed: 20), w = randomFloats(C * OC, seed: 21)
             var outs: [[Float]] = []
             for pool in pools {

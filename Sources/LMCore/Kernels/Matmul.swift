@@ -1,3 +1,5 @@
+import CKernels
+
 /// How a weight matrix is stored.
 public enum WeightLayout: Sendable {
     /// (in, out): y = x·W — GPT-2's Conv1D.
@@ -22,6 +24,10 @@ public func matmulForward(out: UnsafeMutablePointer<Float>, inp: UnsafePointer<F
         }
         return
     }
+    if layout == .inOut && !accumulate && ldw == nil && C <= 256 && N >= 12 {
+        shortGemm(out: out, inp: inp, weight: weight, bias: bias, N: N, C: C, OC: OC, pool: pool)
+        return
+    }
     var beta: Float = accumulate ? 1 : 0
     if let bias {
         for n in 0..<N {
@@ -39,6 +45,22 @@ public func matmulForward(out: UnsafeMutablePointer<Float>, inp: UnsafePointer<F
         gemm(M: N, N: OC, K: C, A: inp, lda: C, B: weight, ldb: ldw ?? OC, beta: beta, C: out, ldc: OC, pool: pool)
     case .outIn:
         gemm(transB: true, M: N, N: OC, K: C, A: inp, lda: C, B: weight, ldb: ldw ?? C, beta: beta, C: out, ldc: OC, pool: pool)
+    }
+}
+
+/// out (N, OC) = inp (N, C) · W (C, OC) + bias with swift-lm's own GEMM (`gemm.h`), for a short
+/// inner dimension: the bias is the accumulators' start (no pre-fill pass) and nothing is zeroed
+/// first. Rows go to threads in multiples of 6; every output is the same chain of fused
+/// multiply-adds whichever thread computes it, so results do not depend on the thread count.
+func shortGemm(out: UnsafeMutablePointer<Float>, inp: UnsafePointer<Float>, weight: UnsafePointer<Float>,
+               bias: UnsafePointer<Float>?, N: Int, C: Int, OC: Int, pool: ThreadPool) {
+    let scratch = pool.scratch(bytes: lm_sgemm_scratch_floats() * MemoryLayout<Float>.size)
+    let threads = pool.threadCount
+    pool.run { t in
+        let rows = ThreadPool.chunk(N, parts: threads, index: t, grain: 6)
+        if rows.isEmpty { return }
+        lm_sgemm_nn(inp, C, weight, OC, out, OC, rows.lowerBound, rows.upperBound, OC, C, bias,
+                    scratch[t].assumingMemoryBound(to: Float.self))
     }
 }
 
