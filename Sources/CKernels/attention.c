@@ -1,5 +1,6 @@
 #include "attention.h"
 #include <immintrin.h>
+#include "lm_exp.h"
 
 #define NR 16
 
@@ -64,17 +65,70 @@ void lm_attn_lower(float *out, size_t ldo, const float *p, size_t ldp, const flo
 }
 
 void lm_attn_upper_t(float *out, size_t ldo, const float *p, size_t ldp, const float *y, size_t ldy,
-                     size_t T, size_t HS, float alpha) {
+                     size_t T, size_t HS, float alpha, int accumulate) {
     for (size_t j0 = 0; j0 < T; j0 += MR) {
         const size_t mr = T - j0 < MR ? T - j0 : MR;
         // Row j of Pᵀ is column j of P: P[t][j] at p + t·ldp + j, zero for t < j.
         for (size_t c0 = 0; c0 < HS; c0 += NR)
             tile_rows(mr, p + j0 * ldp + j0, 1, ldp, y + j0 * ldy + c0, ldy, out + j0 * ldo + c0, ldo,
-                      T - j0, alpha, 1);
+                      T - j0, alpha, accumulate);
     }
 }
 
+// dst (8 rows, stride ldd) = srcᵀ of an 8×8 block (rows of src at stride lds).
+static inline void transpose8x8(float *dst, size_t ldd, const float *src, size_t lds) {
+    __m256 r0 = _mm256_loadu_ps(src), r1 = _mm256_loadu_ps(src + lds), r2 = _mm256_loadu_ps(src + 2 * lds),
+           r3 = _mm256_loadu_ps(src + 3 * lds), r4 = _mm256_loadu_ps(src + 4 * lds), r5 = _mm256_loadu_ps(src + 5 * lds),
+           r6 = _mm256_loadu_ps(src + 6 * lds), r7 = _mm256_loadu_ps(src + 7 * lds);
+    __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1), t2 = _mm256_unpacklo_ps(r2, r3),
+           t3 = _mm256_unpackhi_ps(r2, r3), t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5),
+           t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
+    __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE), u2 = _mm256_shuffle_ps(t1, t3, 0x44),
+           u3 = _mm256_shuffle_ps(t1, t3, 0xEE), u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE),
+           u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+    _mm256_storeu_ps(dst, _mm256_permute2f128_ps(u0, u4, 0x20));
+    _mm256_storeu_ps(dst + ldd, _mm256_permute2f128_ps(u1, u5, 0x20));
+    _mm256_storeu_ps(dst + 2 * ldd, _mm256_permute2f128_ps(u2, u6, 0x20));
+    _mm256_storeu_ps(dst + 3 * ldd, _mm256_permute2f128_ps(u3, u7, 0x20));
+    _mm256_storeu_ps(dst + 4 * ldd, _mm256_permute2f128_ps(u0, u4, 0x31));
+    _mm256_storeu_ps(dst + 5 * ldd, _mm256_permute2f128_ps(u1, u5, 0x31));
+    _mm256_storeu_ps(dst + 6 * ldd, _mm256_permute2f128_ps(u2, u6, 0x31));
+    _mm256_storeu_ps(dst + 7 * ldd, _mm256_permute2f128_ps(u3, u7, 0x31));
+}
+
 void lm_transpose(float *dst, const float *src, size_t lds, size_t rows, size_t cols) {
+    if (rows % 8 == 0 && cols % 8 == 0) {
+        for (size_t r = 0; r < rows; r += 8)
+            for (size_t c = 0; c < cols; c += 8) transpose8x8(dst + c * rows + r, rows, src + r * lds + c, lds);
+        return;
+    }
     for (size_t r = 0; r < rows; r++)
         for (size_t c = 0; c < cols; c++) dst[c * rows + r] = src[r * lds + c];
+}
+
+void lm_attn_softmax(float *s, size_t T) {
+    for (size_t t = 0; t < T; t++) {
+        float *row = s + t * T;
+        const size_t n = t + 1;
+        __m256 mv = _mm256_set1_ps(-INFINITY);
+        size_t i = 0;
+        for (; i + 8 <= n; i += 8) mv = _mm256_max_ps(mv, _mm256_loadu_ps(row + i));
+        float lanes[8];
+        _mm256_storeu_ps(lanes, mv);
+        float m = lanes[0];
+        for (int l = 1; l < 8; l++) m = lanes[l] > m ? lanes[l] : m;
+        for (; i < n; i++) m = row[i] > m ? row[i] : m;
+#pragma clang loop vectorize(assume_safety)
+        for (size_t j = 0; j < n; j++) row[j] = lm_exp(row[j] - m);
+        __m256 sv = _mm256_setzero_ps();
+        i = 0;
+        for (; i + 8 <= n; i += 8) sv = _mm256_add_ps(sv, _mm256_loadu_ps(row + i));
+        _mm256_storeu_ps(lanes, sv);
+        float sum = ((lanes[0] + lanes[1]) + (lanes[2] + lanes[3])) + ((lanes[4] + lanes[5]) + (lanes[6] + lanes[7]));
+        for (; i < n; i++) sum += row[i];
+        const float inv = 1.0f / sum;
+#pragma clang loop vectorize(assume_safety)
+        for (size_t j = 0; j < n; j++) row[j] *= inv;
+        for (size_t j = n; j < T; j++) row[j] = 0;
+    }
 }

@@ -12,7 +12,7 @@ size_t lm_sgemm_scratch_floats(void) { return MC * KC + KC * NC + MR * NR; }
 
 // C (6, 16) = (C if load) + bias? + Σ_k ap[k][0..<6] ⊗ bp[k][0..<16] over kn steps.
 static inline void kernel(size_t kn, const float *ap, const float *bp, float *c, size_t ldc, int load,
-                          const float *bias) {
+                          const float *bias, const float *mul, size_t ldm) {
     __m256 c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51;
     if (load) {
         c00 = _mm256_loadu_ps(c);           c01 = _mm256_loadu_ps(c + 8);
@@ -40,6 +40,14 @@ static inline void kernel(size_t kn, const float *ap, const float *bp, float *c,
         a = _mm256_broadcast_ss(ap + 5); c50 = _mm256_fmadd_ps(a, b0, c50); c51 = _mm256_fmadd_ps(a, b1, c51);
         ap += MR;
         bp += NR;
+    }
+    if (mul) {
+        c00 = _mm256_mul_ps(c00, _mm256_loadu_ps(mul));           c01 = _mm256_mul_ps(c01, _mm256_loadu_ps(mul + 8));
+        c10 = _mm256_mul_ps(c10, _mm256_loadu_ps(mul + ldm));     c11 = _mm256_mul_ps(c11, _mm256_loadu_ps(mul + ldm + 8));
+        c20 = _mm256_mul_ps(c20, _mm256_loadu_ps(mul + 2 * ldm)); c21 = _mm256_mul_ps(c21, _mm256_loadu_ps(mul + 2 * ldm + 8));
+        c30 = _mm256_mul_ps(c30, _mm256_loadu_ps(mul + 3 * ldm)); c31 = _mm256_mul_ps(c31, _mm256_loadu_ps(mul + 3 * ldm + 8));
+        c40 = _mm256_mul_ps(c40, _mm256_loadu_ps(mul + 4 * ldm)); c41 = _mm256_mul_ps(c41, _mm256_loadu_ps(mul + 4 * ldm + 8));
+        c50 = _mm256_mul_ps(c50, _mm256_loadu_ps(mul + 5 * ldm)); c51 = _mm256_mul_ps(c51, _mm256_loadu_ps(mul + 5 * ldm + 8));
     }
     _mm256_storeu_ps(c, c00);           _mm256_storeu_ps(c + 8, c01);
     _mm256_storeu_ps(c + ldc, c10);     _mm256_storeu_ps(c + ldc + 8, c11);
@@ -86,20 +94,62 @@ static void pack_b(float *bp, const float *B, size_t ldb, size_t k0, size_t kc, 
     }
 }
 
-void lm_sgemm_nn(const float *A, size_t lda, const float *B, size_t ldb, float *C, size_t ldc,
-                 size_t i0, size_t i1, size_t N, size_t K, const float *bias, float *scratch) {
-    float *ap = scratch, *bpk = scratch + MC * KC, *edge = bpk + KC * NC;
-    if (K == 0) {  // C = bias (or 0)
-        for (size_t i = i0; i < i1; i++) {
-            if (bias) memcpy(C + i * ldc, bias, N * sizeof(float)); else memset(C + i * ldc, 0, N * sizeof(float));
+// dst (8 rows, stride ldd) = srcᵀ of an 8×8 block (rows of src at stride lds).
+static inline void transpose8x8(float *dst, size_t ldd, const float *src, size_t lds) {
+    __m256 r0 = _mm256_loadu_ps(src), r1 = _mm256_loadu_ps(src + lds), r2 = _mm256_loadu_ps(src + 2 * lds),
+           r3 = _mm256_loadu_ps(src + 3 * lds), r4 = _mm256_loadu_ps(src + 4 * lds), r5 = _mm256_loadu_ps(src + 5 * lds),
+           r6 = _mm256_loadu_ps(src + 6 * lds), r7 = _mm256_loadu_ps(src + 7 * lds);
+    __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1), t2 = _mm256_unpacklo_ps(r2, r3),
+           t3 = _mm256_unpackhi_ps(r2, r3), t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5),
+           t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
+    __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE), u2 = _mm256_shuffle_ps(t1, t3, 0x44),
+           u3 = _mm256_shuffle_ps(t1, t3, 0xEE), u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE),
+           u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+    _mm256_storeu_ps(dst, _mm256_permute2f128_ps(u0, u4, 0x20));
+    _mm256_storeu_ps(dst + ldd, _mm256_permute2f128_ps(u1, u5, 0x20));
+    _mm256_storeu_ps(dst + 2 * ldd, _mm256_permute2f128_ps(u2, u6, 0x20));
+    _mm256_storeu_ps(dst + 3 * ldd, _mm256_permute2f128_ps(u3, u7, 0x20));
+    _mm256_storeu_ps(dst + 4 * ldd, _mm256_permute2f128_ps(u0, u4, 0x31));
+    _mm256_storeu_ps(dst + 5 * ldd, _mm256_permute2f128_ps(u1, u5, 0x31));
+    _mm256_storeu_ps(dst + 6 * ldd, _mm256_permute2f128_ps(u2, u6, 0x31));
+    _mm256_storeu_ps(dst + 7 * ldd, _mm256_permute2f128_ps(u3, u7, 0x31));
+}
+
+// Like pack_b for B stored (N, K): column j of op(B) is row j of B.
+static void pack_b_t(float *bp, const float *B, size_t ldb, size_t k0, size_t kc, size_t j0, size_t nc) {
+    for (size_t j = 0; j < nc; j += NR) {
+        const size_t cols = nc - j < NR ? nc - j : NR;
+        float *dst = bp + j * kc;
+        const float *src = B + (j0 + j) * ldb + k0;
+        size_t k = 0;
+        if (cols == NR)
+            for (; k + 8 <= kc; k += 8) {
+                transpose8x8(dst + k * NR, NR, src + k, ldb);
+                transpose8x8(dst + k * NR + 8, NR, src + 8 * ldb + k, ldb);
+            }
+        for (; k < kc; k++) {
+            size_t c = 0;
+            for (; c < cols; c++) dst[k * NR + c] = src[c * ldb + k];
+            for (; c < NR; c++) dst[k * NR + c] = 0;
         }
+    }
+}
+
+void lm_sgemm(int transB, const float *A, size_t lda, const float *B, size_t ldb, float *C, size_t ldc,
+              size_t i0, size_t i1, size_t N, size_t K, const float *bias, const float *mul, size_t ldm,
+              float *scratch) {
+    float *ap = scratch, *bpk = scratch + MC * KC, *edge = bpk + KC * NC;
+    if (K == 0) {  // C = bias (or 0), times mul
+        for (size_t i = i0; i < i1; i++)
+            for (size_t j = 0; j < N; j++) C[i * ldc + j] = (bias ? bias[j] : 0) * (mul ? mul[i * ldm + j] : 1);
         return;
     }
     for (size_t jc = 0; jc < N; jc += NC) {
         const size_t nc = N - jc < NC ? N - jc : NC;
         for (size_t k0 = 0; k0 < K; k0 += KC) {
             const size_t kc = K - k0 < KC ? K - k0 : KC;
-            pack_b(bpk, B, ldb, k0, kc, jc, nc);
+            if (transB) pack_b_t(bpk, B, ldb, k0, kc, jc, nc); else pack_b(bpk, B, ldb, k0, kc, jc, nc);
+            const int last = k0 + kc == K;
             for (size_t ic = i0; ic < i1; ic += MC) {
                 const size_t mc = i1 - ic < MC ? i1 - ic : MC;
                 pack_a(ap, A, lda, ic, mc, k0, kc);
@@ -116,13 +166,16 @@ void lm_sgemm_nn(const float *A, size_t lda, const float *B, size_t ldb, float *
                     for (size_t p = 0; p < mc; p += MR) {
                         const size_t rows = mc - p < MR ? mc - p : MR;
                         float *cp = C + (ic + p) * ldc + jc + j;
+                        const float *mp = (mul && last) ? mul + (ic + p) * ldm + jc + j : NULL;
                         if (rows == MR && cols == NR) {
-                            kernel(kc, ap + p * kc, bp, cp, ldc, k0 > 0, bj);
+                            kernel(kc, ap + p * kc, bp, cp, ldc, k0 > 0, bj, mp, ldm);
                         } else {  // edge tile through a 6×16 buffer
                             if (k0 > 0)
                                 for (size_t r = 0; r < rows; r++) memcpy(edge + r * NR, cp + r * ldc, cols * sizeof(float));
-                            kernel(kc, ap + p * kc, bp, edge, NR, k0 > 0, bj);
-                            for (size_t r = 0; r < rows; r++) memcpy(cp + r * ldc, edge + r * NR, cols * sizeof(float));
+                            kernel(kc, ap + p * kc, bp, edge, NR, k0 > 0, bj, NULL, 0);
+                            for (size_t r = 0; r < rows; r++)
+                                for (size_t c = 0; c < cols; c++)
+                                    cp[r * ldc + c] = mp ? edge[r * NR + c] * mp[r * ldm + c] : edge[r * NR + c];
                         }
                     }
                 }

@@ -48,7 +48,7 @@ public final class GPTTrainingModel: @unchecked Sendable {
     private let dropEmbed: UnsafeMutablePointer<UInt8>     // (BT, C)
     private let lnf, lnfMean, lnfRstd, logits, losses, branch: UnsafeMutablePointer<Float>
     // Gradient buffers for activations (reused across layers).
-    private let dresidual, dbranch, dln, datty, dqkv, dfch, dfchGelu, attScratch: UnsafeMutablePointer<Float>
+    private let dresidual, dbranch, dln, datty, dqkv, dfch, attScratch: UnsafeMutablePointer<Float>
     private let inputs: UnsafeMutablePointer<Int32>, targets: UnsafeMutablePointer<Int32>
     private var lastB = 0, lastT = 0, lastCount = 0
     private var haveTargets = false
@@ -61,9 +61,9 @@ public final class GPTTrainingModel: @unchecked Sendable {
         let BT = B * T, C = c.nEmbd, F = c.innerSize, V = c.vocabSize, NH = c.nHead
         // ln1, 2 stats, qkv, atty, residual2, ln2, 2 stats, fch, fchGelu, residual3; att probs
         let perLayer = BT * (C + 2 + 3 * C + C + C + C + 2 + 2 * F + C) + B * NH * T * T
-        // encoded, lnf, 2 stats, logits, losses, branch; dresidual, dbranch, dln, datty, dqkv, dfch, dfchGelu; scratch
+        // encoded, lnf, 2 stats, logits, losses, branch; dresidual, dbranch, dln, datty, dqkv, dfch; scratch
         let shared = BT * C + BT * C + 2 * BT + BT * V + BT + BT * C
-            + 4 * BT * C + 3 * BT * C + 2 * BT * F + threads * T * T
+            + 4 * BT * C + 3 * BT * C + BT * F + threads * T * T
         return (c.nLayer * perLayer + shared, (2 * c.nLayer + 1) * BT * C)
     }
 
@@ -132,7 +132,7 @@ public final class GPTTrainingModel: @unchecked Sendable {
         lnf = take(BT * C); lnfMean = take(BT); lnfRstd = take(BT); logits = take(BT * V); losses = take(BT)
         branch = take(BT * C)
         dresidual = take(BT * C); dbranch = take(BT * C); dln = take(BT * C); datty = take(BT * C)
-        dqkv = take(BT * 3 * C); dfch = take(BT * F); dfchGelu = take(BT * F)
+        dqkv = take(BT * 3 * C); dfch = take(BT * F)
         attScratch = take(pool.threadCount * T * T)
         precondition(cursor - acts.base <= sizes.acts, "activation plan too small")
         inputs = .allocate(capacity: BT)
@@ -275,9 +275,10 @@ public final class GPTTrainingModel: @unchecked Sendable {
                 dropoutBackward(dinp: dbranch, dout: dresidual, mask: a.dropMLP, n: BT * C, p: dropout, pool: pool)
                 dmlp = UnsafePointer(dbranch)
             }
-            matmulBackward(dinp: dfchGelu, dweight: d.fcProjW, dbias: d.fcProjB, dout: dmlp, inp: a.fchGelu,
-                           weight: w.fcProjW, N: BT, C: F, OC: C, layout: .inOut, overwriteInput: true, pool: pool)
-            geluBackwardSaved(dinp: dfch, derivative: a.fch, dout: dfchGelu, n: BT * F, pool: pool)
+            // dfch = (dmlp · fcProjWᵀ) ⊙ gelu′ (saved in fch by the forward pass), in one product.
+            matmulBackward(dinp: dfch, dweight: d.fcProjW, dbias: d.fcProjB, dout: dmlp, inp: a.fchGelu,
+                           weight: w.fcProjW, N: BT, C: F, OC: C, layout: .inOut, overwriteInput: true,
+                           dinpScale: a.fch, pool: pool)
             matmulBackward(dinp: dln, dweight: d.fcW, dbias: d.fcB, dout: dfch, inp: a.ln2, weight: w.fcW,
                            N: BT, C: C, OC: F, layout: .inOut, overwriteInput: true, pool: pool)
             layerNormBackward(dinp: dresidual, dweight: d.ln2w, dbias: d.ln2b, dout: dln, inp: a.residual2, weight: w.ln2w,
@@ -291,9 +292,8 @@ public final class GPTTrainingModel: @unchecked Sendable {
             }
             matmulBackward(dinp: datty, dweight: d.projW, dbias: d.projB, dout: dattn, inp: a.atty, weight: w.projW,
                            N: BT, C: C, OC: C, layout: .inOut, overwriteInput: true, pool: pool)
-            dqkv.initialize(repeating: 0, count: BT * 3 * C)
             causalAttentionBackward(dqkv: dqkv, dout: datty, qkv: a.qkv, att: a.att, scratch: attScratch,
-                                    B: B, T: T, C: C, NH: NH, pool: pool)
+                                    B: B, T: T, C: C, NH: NH, overwrite: true, pool: pool)
             matmulBackward(dinp: dln, dweight: d.attnW, dbias: d.attnB, dout: dqkv, inp: a.ln1, weight: w.attnW,
                            N: BT, C: C, OC: 3 * C, layout: .inOut, overwriteInput: true, pool: pool)
             layerNormBackward(dinp: dresidual, dweight: d.ln1w, dbias: d.ln1b, dout: dln, inp: residualIn, weight: w.ln1w,

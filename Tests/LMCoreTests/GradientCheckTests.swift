@@ -302,6 +302,52 @@ final class GradientCheckTests: XCTestCase {
         }
     }
 
+    /// `overwriteInput` (own short-K GEMM when it fits, OpenBLAS otherwise) sets dinp whatever it
+    /// held, and `dinpScale` multiplies it element-wise; the same bits on any thread count.
+    func testMatmulInputGradientOverwriteAndScale() {
+        // (13, 7, 21): own GEMM with edge tiles; (13, 7, 300): K = 300 > 256, OpenBLAS; (4, 7, 21): too few rows.
+        for (N, C, OC) in [(13, 7, 21), (13, 7, 300), (4, 7, 21)] {
+            for layout in [WeightLayout.inOut, .outIn] {
+                let inp = randomFloats(N * C, seed: 1), weight = randomFloats(C * OC, seed: 2), r = randomFloats(N * OC, seed: 4)
+                let scale = randomFloats(N * C, seed: 5)
+                var reference = Self.zeros(N * C)
+                matmulBackward(dinp: &reference, dweight: nil, dbias: nil, dout: r, inp: inp, weight: weight,
+                               N: N, C: C, OC: OC, layout: layout, pool: pools[0])
+                var results: [[Float]] = []
+                for pool in pools {
+                    var set = randomFloats(N * C, seed: 9), scaled = randomFloats(N * C, seed: 10)
+                    matmulBackward(dinp: &set, dweight: nil, dbias: nil, dout: r, inp: inp, weight: weight,
+                                   N: N, C: C, OC: OC, layout: layout, overwriteInput: true, pool: pool)
+                    matmulBackward(dinp: &scaled, dweight: nil, dbias: nil, dout: r, inp: inp, weight: weight,
+                                   N: N, C: C, OC: OC, layout: layout, overwriteInput: true, dinpScale: scale, pool: pool)
+                    let name = "N=\(N) C=\(C) OC=\(OC) \(layout) threads=\(pool.threadCount)"
+                    assertClose(set, reference, tol: Tolerance.kernel * maxAbs(reference), "\(name): overwrite")
+                    assertClose(scaled, zip(reference, scale).map { $0 * $1 }, tol: Tolerance.kernel * maxAbs(reference), "\(name): scaled")
+                    results.append(set + scaled)
+                }
+                for k in 1..<results.count {
+                    GradCheck.assertBitIdentical(results[0], results[k], "N=\(N) C=\(C) OC=\(OC) \(layout): 1 vs \(pools[k].threadCount) threads")
+                }
+            }
+        }
+    }
+
+    /// With `overwrite`, attention backward sets dqkv whatever it held (own kernels and BLAS blocks).
+    func testAttentionBackwardOverwrite() {
+        for (B, T, C, NH) in [(2, 32, 32, 2), (1, 9, 16, 4)] {
+            let qkv = randomFloats(B * T * 3 * C, seed: 71), dout = randomFloats(B * T * C, seed: 72)
+            var out = Self.zeros(B * T * C), att = Self.zeros(B * NH * T * T)
+            causalAttentionForward(out: &out, att: &att, qkv: qkv, B: B, T: T, C: C, NH: NH, pool: pools[1])
+            var scratch = Self.zeros(pools[1].threadCount * T * T)
+            var accumulated = Self.zeros(B * T * 3 * C), overwritten = randomFloats(B * T * 3 * C, seed: 3)
+            causalAttentionBackward(dqkv: &accumulated, dout: dout, qkv: qkv, att: att, scratch: &scratch,
+                                    B: B, T: T, C: C, NH: NH, pool: pools[1])
+            causalAttentionBackward(dqkv: &overwritten, dout: dout, qkv: qkv, att: att, scratch: &scratch,
+                                    B: B, T: T, C: C, NH: NH, overwrite: true, pool: pools[1])
+            GradCheck.assertBitIdentical(overwritten, accumulated, "attention B=\(B) T=\(T) C=\(C) NH=\(NH)")
+        }
+    }
+
     func testEmbeddingRepeatedAndUnusedTokens() {
         let c = Self.embedding(B: 2, T: 4, C: 3, V: 5, tokens: [1, 3, 1, 1, 4, 0, 3, 3], start: 2)
         let grads = Dictionary(uniqueKeysWithValues: c.backward(pools[2], 1))

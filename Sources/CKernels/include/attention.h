@@ -22,12 +22,16 @@ void lm_attn_scores(float *s, size_t lds, const float *q, size_t ldq, const floa
 void lm_attn_lower(float *out, size_t ldo, const float *p, size_t ldp, const float *v, size_t ldv,
                    size_t T, size_t HS, float alpha, int accumulate);
 
-/// out (T, HS) += alpha · Pᵀ · Y with P (T, T) lower triangular: row j sums t ≥ j (from the row
+/// out (T, HS) (+)= alpha · Pᵀ · Y with P (T, T) lower triangular: row j sums t ≥ j (from the row
 /// block's first row). y: row t at y + t·ldy.
 void lm_attn_upper_t(float *out, size_t ldo, const float *p, size_t ldp, const float *y, size_t ldy,
-                     size_t T, size_t HS, float alpha);
+                     size_t T, size_t HS, float alpha, int accumulate);
 
-/// dst (cols, rows) = srcᵀ for a (rows, cols) block with row stride lds.
+/// Causal softmax of S (T, T) in place: row t over columns 0...t, zero after.
+void lm_attn_softmax(float *s, size_t T);
+
+/// dst (cols, rows) = srcᵀ for a (rows, cols) block with row stride lds (8×8 blocks in
+/// registers when rows and cols are multiples of 8).
 void lm_transpose(float *dst, const float *src, size_t lds, size_t rows, size_t cols);
 
 #ifdef __cplusplus

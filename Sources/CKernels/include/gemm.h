@@ -14,10 +14,13 @@ extern "C" {
 /// Floats of scratch one call needs (per thread).
 size_t lm_sgemm_scratch_floats(void);
 
-/// C[i0..<i1, 0..<N] = A (M, K) · B (K, N) (+ bias (N) on every row when bias is not NULL).
+/// C[i0..<i1, 0..<N] = A (M, K) · op(B) (+ bias (N) on every row when bias is not NULL), then
+/// ⊙ mul (M, N, row stride ldm) when mul is not NULL (a fused element-wise product, e.g. a
+/// GELU derivative; needs K ≤ 256). op(B) = B (K, N), or with transB B (N, K) transposed.
 /// Rows [i0, i1) only, so threads can take disjoint row ranges. scratch: lm_sgemm_scratch_floats().
-void lm_sgemm_nn(const float *A, size_t lda, const float *B, size_t ldb, float *C, size_t ldc,
-                 size_t i0, size_t i1, size_t N, size_t K, const float *bias, float *scratch);
+void lm_sgemm(int transB, const float *A, size_t lda, const float *B, size_t ldb, float *C, size_t ldc,
+              size_t i0, size_t i1, size_t N, size_t K, const float *bias, const float *mul, size_t ldm,
+              float *scratch);
 
 #ifdef __cplusplus
 }

@@ -24,8 +24,8 @@ public func matmulForward(out: UnsafeMutablePointer<Float>, inp: UnsafePointer<F
         }
         return
     }
-    if layout == .inOut && !accumulate && ldw == nil && C <= 256 && N >= 12 {
-        shortGemm(out: out, inp: inp, weight: weight, bias: bias, N: N, C: C, OC: OC, pool: pool)
+    if layout == .inOut && !accumulate && ldw == nil && shortGemmFits(M: N, K: C) {
+        shortGemm(transB: false, A: inp, lda: C, B: weight, ldb: OC, C: out, ldc: OC, M: N, N: OC, K: C, bias: bias, pool: pool)
         return
     }
     var beta: Float = accumulate ? 1 : 0
@@ -48,21 +48,27 @@ public func matmulForward(out: UnsafeMutablePointer<Float>, inp: UnsafePointer<F
     }
 }
 
-/// out (N, OC) = inp (N, C) · W (C, OC) + bias with swift-lm's own GEMM (`gemm.h`), for a short
-/// inner dimension: the bias is the accumulators' start (no pre-fill pass) and nothing is zeroed
+/// C (M, N) = A (M, K) · op(B) (+ bias) (⊙ mul) with swift-lm's own GEMM (`gemm.h`), for a
+/// short inner dimension (K ≤ 256): the bias is the accumulators' start and the product `mul`
+/// is applied as results are stored, so neither costs a pass of its own, and nothing is zeroed
 /// first. Rows go to threads in multiples of 6; every output is the same chain of fused
 /// multiply-adds whichever thread computes it, so results do not depend on the thread count.
-func shortGemm(out: UnsafeMutablePointer<Float>, inp: UnsafePointer<Float>, weight: UnsafePointer<Float>,
-               bias: UnsafePointer<Float>?, N: Int, C: Int, OC: Int, pool: ThreadPool) {
+func shortGemm(transB: Bool, A: UnsafePointer<Float>, lda: Int, B: UnsafePointer<Float>, ldb: Int,
+               C: UnsafeMutablePointer<Float>, ldc: Int, M: Int, N: Int, K: Int,
+               bias: UnsafePointer<Float>?, mul: UnsafePointer<Float>? = nil, ldm: Int = 0, pool: ThreadPool) {
     let scratch = pool.scratch(bytes: lm_sgemm_scratch_floats() * MemoryLayout<Float>.size)
     let threads = pool.threadCount
     pool.run { t in
-        let rows = ThreadPool.chunk(N, parts: threads, index: t, grain: 6)
+        let rows = ThreadPool.chunk(M, parts: threads, index: t, grain: 6)
         if rows.isEmpty { return }
-        lm_sgemm_nn(inp, C, weight, OC, out, OC, rows.lowerBound, rows.upperBound, OC, C, bias,
-                    scratch[t].assumingMemoryBound(to: Float.self))
+        lm_sgemm(transB ? 1 : 0, A, lda, B, ldb, C, ldc, rows.lowerBound, rows.upperBound, N, K, bias, mul, ldm,
+                 scratch[t].assumingMemoryBound(to: Float.self))
     }
 }
+
+/// Whether `shortGemm` takes a product of M rows and inner dimension K.
+@inline(__always)
+func shortGemmFits(M: Int, K: Int) -> Bool { K <= 256 && M >= 12 }
 
 /// C (M, N) = alpha · op(A) · op(B) + beta · C (row-major, `BLAS.sgemm`'s conventions), cut
 /// into a few fixed pieces along the larger of M and N (so the smaller operand is the one packed
@@ -197,19 +203,31 @@ func gemvOutIn(out: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>, weight
 /// Backward of `matmulForward` (accumulates): dinp (N, C) += dout · Wᵀ-or-W,
 /// dweight += the matching outer product, dbias (OC) += column sums of dout.
 /// Any gradient may be nil (frozen weights, no input gradient). With `overwriteInput`, dinp is
-/// set rather than accumulated (saves zeroing it first). Deterministic for any thread count.
+/// set rather than accumulated (saves zeroing it first); `dinpScale` (N, C) then multiplies it
+/// element-wise as it is written (the GELU derivative of the layer below, fused). Deterministic
+/// for any thread count.
 public func matmulBackward(dinp: UnsafeMutablePointer<Float>?, dweight: UnsafeMutablePointer<Float>?,
                            dbias: UnsafeMutablePointer<Float>?,
                            dout: UnsafePointer<Float>, inp: UnsafePointer<Float>, weight: UnsafePointer<Float>,
                            N: Int, C: Int, OC: Int, layout: WeightLayout, overwriteInput: Bool = false,
-                           pool: ThreadPool) {
-    if let dinp {
+                           dinpScale: UnsafePointer<Float>? = nil, pool: ThreadPool) {
+    precondition(dinpScale == nil || overwriteInput, "dinpScale needs overwriteInput")
+    if let dinp, layout == .inOut, overwriteInput, shortGemmFits(M: N, K: OC) {
+        // dinp = dout · Wᵀ (⊙ dinpScale), W (C, OC) read as the transposed operand.
+        shortGemm(transB: true, A: dout, lda: OC, B: weight, ldb: OC, C: dinp, ldc: C, M: N, N: C, K: OC,
+                  bias: nil, mul: dinpScale, ldm: C, pool: pool)
+    } else if let dinp {
         let beta: Float = overwriteInput ? 0 : 1
         switch layout {
         case .inOut:  // W (C, OC): dinp += dout · Wᵀ
             gemm(transB: true, M: N, N: C, K: OC, A: dout, lda: OC, B: weight, ldb: OC, beta: beta, C: dinp, ldc: C, pool: pool)
         case .outIn:  // W (OC, C): dinp += dout · W
             gemm(M: N, N: C, K: OC, A: dout, lda: OC, B: weight, ldb: C, beta: beta, C: dinp, ldc: C, pool: pool)
+        }
+        if let dinpScale {
+            pool.parallelFor(N, minimumPerThread: 8) { rows in
+                for i in rows.lowerBound * C..<rows.upperBound * C { dinp[i] *= dinpScale[i] }
+            }
         }
     }
     if let dweight {

@@ -25,7 +25,7 @@ public func causalAttentionForward(out: UnsafeMutablePointer<Float>, att: Unsafe
                     let a = att + pair * T * T
                     lm_transpose(kT.baseAddress!, q + C, C3, T, HS)
                     lm_attn_scores(a, T, q, C3, kT.baseAddress!, T, HS, scale)
-                    for t in 0..<T { softmaxRow(a + t * T, valid: t + 1, count: T) }
+                    lm_attn_softmax(a, T)
                     lm_attn_lower(out + b * T * C + h * HS, C, a, T, q + 2 * C, C3, T, HS, 1, 0)
                 }
             }
@@ -56,12 +56,12 @@ public func causalAttentionForward(out: UnsafeMutablePointer<Float>, att: Unsafe
 /// Query rows per block in the causal attention kernels.
 let attentionRowBlock = 64
 
-/// Backward of `causalAttentionForward` (accumulates into dqkv). `scratch` holds
-/// `pool.threadCount · T · T` floats.
+/// Backward of `causalAttentionForward`: accumulates into dqkv, or with `overwrite` sets every
+/// element of it (saves zeroing it first). `scratch` holds `pool.threadCount · T · T` floats.
 public func causalAttentionBackward(dqkv: UnsafeMutablePointer<Float>, dout: UnsafePointer<Float>,
                                     qkv: UnsafePointer<Float>, att: UnsafePointer<Float>,
                                     scratch: UnsafeMutablePointer<Float>,
-                                    B: Int, T: Int, C: Int, NH: Int, pool: ThreadPool) {
+                                    B: Int, T: Int, C: Int, NH: Int, overwrite: Bool = false, pool: ThreadPool) {
     let HS = C / NH, C3 = 3 * C
     let scale = 1 / Float(HS).squareRoot()
     let threads = pool.threadCount
@@ -78,16 +78,17 @@ public func causalAttentionBackward(dqkv: UnsafeMutablePointer<Float>, dout: Uns
                     // datt = dy · vᵀ (causal part);  dv += attᵀ · dy
                     lm_transpose(vT.baseAddress!, v, C3, T, HS)
                     lm_attn_scores(ds, T, dy, C, vT.baseAddress!, T, HS, 1)
-                    lm_attn_upper_t(dv, C3, a, T, dy, C, T, HS, 1)
+                    lm_attn_upper_t(dv, C3, a, T, dy, C, T, HS, 1, overwrite ? 0 : 1)
                     softmaxBackwardRows(datt: ds, att: a, T: T)
                     // dq += dpre · k · scale;  dk += dpreᵀ · q · scale
-                    lm_attn_lower(dq, C3, ds, T, k, C3, T, HS, scale, 1)
-                    lm_attn_upper_t(dk, C3, ds, T, q, C3, T, HS, scale)
+                    lm_attn_lower(dq, C3, ds, T, k, C3, T, HS, scale, overwrite ? 0 : 1)
+                    lm_attn_upper_t(dk, C3, ds, T, q, C3, T, HS, scale, overwrite ? 0 : 1)
                 }
             }
         }
         return
     }
+    if overwrite { dqkv.initialize(repeating: 0, count: B * T * C3) }
     let block = attentionRowBlock
     pool.run { thread in
         let ds = scratch + thread * T * T
