@@ -65,16 +65,21 @@ public func causalAttentionBackward(dqkv: UnsafeMutablePointer<Float>, dout: Uns
     let HS = C / NH, C3 = 3 * C
     let scale = 1 / Float(HS).squareRoot()
     let threads = pool.threadCount
+    // One (batch, head) pair's q, k, v, their gradients, its probabilities and its dout.
+    @inline(__always)
+    func headPointers(_ pair: Int) -> (UnsafePointer<Float>, UnsafePointer<Float>, UnsafePointer<Float>,
+                                       UnsafeMutablePointer<Float>, UnsafeMutablePointer<Float>, UnsafeMutablePointer<Float>,
+                                       UnsafePointer<Float>, UnsafePointer<Float>) {
+        let b = pair / NH, h = pair % NH
+        let q = qkv + b * T * C3 + h * HS, dq = dqkv + b * T * C3 + h * HS
+        return (q, q + C, q + 2 * C, dq, dq + C, dq + 2 * C, att + pair * T * T, dout + b * T * C + h * HS)
+    }
     if attentionUsesOwnKernels(T: T, HS: HS) {
         pool.run { thread in
             let ds = scratch + thread * T * T
             withUnsafeTemporaryAllocation(of: Float.self, capacity: HS * T) { vT in
                 for pair in ThreadPool.chunk(B * NH, parts: threads, index: thread) {
-                    let b = pair / NH, h = pair % NH
-                    let q = qkv + b * T * C3 + h * HS, k = q + C, v = q + 2 * C
-                    let dq = dqkv + b * T * C3 + h * HS, dk = dq + C, dv = dq + 2 * C
-                    let a = att + pair * T * T
-                    let dy = dout + b * T * C + h * HS
+                    let (q, k, v, dq, dk, dv, a, dy) = headPointers(pair)
                     // datt = dy · vᵀ (causal part);  dv += attᵀ · dy
                     lm_transpose(vT.baseAddress!, v, C3, T, HS)
                     lm_attn_scores(ds, T, dy, C, vT.baseAddress!, T, HS, 1)
@@ -93,11 +98,7 @@ public func causalAttentionBackward(dqkv: UnsafeMutablePointer<Float>, dout: Uns
     pool.run { thread in
         let ds = scratch + thread * T * T
         for pair in ThreadPool.chunk(B * NH, parts: threads, index: thread) {
-            let b = pair / NH, h = pair % NH
-            let q = qkv + b * T * C3 + h * HS, k = q + C, v = q + 2 * C
-            let dq = dqkv + b * T * C3 + h * HS, dk = dq + C, dv = dq + 2 * C
-            let a = att + pair * T * T
-            let dy = dout + b * T * C + h * HS
+            let (q, k, v, dq, dk, dv, a, dy) = headPointers(pair)
             var t0 = 0
             while t0 < T {
                 let t1 = min(T, t0 + block), rows = t1 - t0
