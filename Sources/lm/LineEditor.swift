@@ -96,8 +96,26 @@ final class LineEditor: LineSource {
 
     func remember(_ line: String) {
         guard !line.trimmingCharacters(in: .whitespaces).isEmpty else { return }
-        _ = lm_history_enter(history, line)
-        if let historyPath { _ = lm_history_save(history, historyPath) }
+        _ = lm_history_enter(history, line)  // this session's arrow-up history
+        if let historyPath { LineEditor.append(line, toHistoryFile: historyPath) }
+    }
+
+    /// Adds a line to the history file as other sessions have left it (read again, the line
+    /// entered, written to a temporary file and renamed into place), so two sessions at once
+    /// both keep their lines and a reader never sees a half-written file.
+    private static func append(_ line: String, toHistoryFile path: String) {
+        guard let file = history_init() else { return }
+        defer { history_end(file) }
+        _ = lm_history_setsize(file, 1000)
+        _ = lm_history_setunique(file, 1)
+        _ = lm_history_load(file, path)
+        _ = lm_history_enter(file, line)
+        let temporary = path + ".tmp-\(getpid())"
+        if lm_history_save(file, temporary) >= 0 {
+            if rename(temporary, path) != 0 { unlink(temporary) }
+        } else {
+            unlink(temporary)
+        }
     }
 
     /// libedit decodes multi-byte characters with the C library's locale.

@@ -234,6 +234,26 @@ final class ChatCLITests: XCTestCase {
         try t.wait("lm to exit") { $0.contains("EXIT=0") }
     }
 
+    func testTwoSessionsAtOnceBothKeepTheirLinesInTheHistoryFile() throws {
+        let a = try Terminal(["chat"], environment: env(), in: dir + "/a")
+        let b = try Terminal(["chat"], environment: env(), in: dir + "/b")
+        try a.nextPrompt()
+        try b.nextPrompt()
+        XCTAssertFalse(try a.submit("/show").isEmpty)
+        XCTAssertFalse(try b.submit("/model").isEmpty)
+        XCTAssertFalse(try a.submit("/stats").isEmpty)
+        for t in [a, b] {
+            try t.enter("/quit")
+            try t.wait("lm to exit") { $0.contains("EXIT=0") }
+        }
+        let history = try String(contentsOfFile: dir + "/history", encoding: .utf8)
+        for line in ["/show", "/model", "/stats"] {
+            XCTAssertTrue(history.contains(line), "\(line) is in the history file:\n\(history)")
+        }
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir).filter { $0.contains(".tmp-") }, [],
+                       "no temporary history files are left")
+    }
+
     func testSaveThenLoadInANewProcessContinuesTheSameContextPastTheContextLength() throws {
         let file = dir + "/session.json"
         let a = try Terminal(["chat", "--seed", "7", "--max-tokens", "40"], environment: env(), in: dir + "/a")
