@@ -29,6 +29,16 @@ public final class ParameterSlab: @unchecked Sendable {
         return t
     }
 
+    /// The data of the view named `name`, for a name taken from this slab's own layout (a
+    /// programming error otherwise, so it traps rather than throws).
+    public func data(_ name: String) -> UnsafeMutablePointer<Float> {
+        guard let t = index[name] else { preconditionFailure("no parameter named '\(name)' in this layout") }
+        return t.data
+    }
+
+    /// The data of the view named `name`, or nil when the layout has none (optional heads).
+    public func dataIfPresent(_ name: String) -> UnsafeMutablePointer<Float>? { index[name]?.data }
+
     /// Every view in slab order.
     public var tensors: [(String, Tensor)] { layout.map { ($0.name, index[$0.name]!) } }
 

@@ -96,8 +96,8 @@ public final class BertTrainingModel: @unchecked Sendable {
         let layout = BertTrainingModel.layout(config: config, head: head)
         params = ParameterSlab(layout: layout)
         grads = ParameterSlab(layout: layout)
-        func view(_ slab: ParameterSlab, _ name: String) -> UnsafeMutablePointer<Float> { (try? slab.tensor(name))!.data }
-        func maybe(_ slab: ParameterSlab, _ name: String) -> UnsafeMutablePointer<Float>? { try? slab.tensor(name).data }
+        func view(_ slab: ParameterSlab, _ name: String) -> UnsafeMutablePointer<Float> { slab.data(name) }
+        func maybe(_ slab: ParameterSlab, _ name: String) -> UnsafeMutablePointer<Float>? { slab.dataIfPresent(name) }
         func layer(_ s: ParameterSlab, _ l: Int) -> LayerParams {
             let q = "bert.encoder.layer.\(l)."
             return LayerParams(qkvW: view(s, q + "attention.self.query.weight"), qkvB: view(s, q + "attention.self.query.bias"),

@@ -86,10 +86,7 @@ public final class GPTTrainingModel: @unchecked Sendable {
         self.params = params
         self.grads = grads
 
-        func view(_ slab: ParameterSlab, _ name: String) -> UnsafeMutablePointer<Float> {
-            // Names come from the same layout, so the lookup cannot fail.
-            (try? slab.tensor(name))!.data
-        }
+        func view(_ slab: ParameterSlab, _ name: String) -> UnsafeMutablePointer<Float> { slab.data(name) }
         func layer(_ slab: ParameterSlab, _ l: Int) -> LayerParams {
             let q = "transformer.h.\(l)."
             return LayerParams(ln1w: view(slab, q + "ln_1.weight"), ln1b: view(slab, q + "ln_1.bias"),

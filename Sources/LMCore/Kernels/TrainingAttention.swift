@@ -84,7 +84,7 @@ public func causalAttentionBackward(dqkv: UnsafeMutablePointer<Float>, dout: Uns
                     lm_transpose(vT.baseAddress!, v, C3, T, HS)
                     lm_attn_scores(ds, T, dy, C, vT.baseAddress!, T, HS, 1)
                     lm_attn_upper_t(dv, C3, a, T, dy, C, T, HS, 1, overwrite ? 0 : 1)
-                    softmaxBackwardRows(datt: ds, att: a, T: T)
+                    for t in 0..<T { causalSoftmaxBackwardRow(datt: ds + t * T, att: a + t * T, t: t, count: T) }
                     // dq += dpre · k · scale;  dk += dpreᵀ · q · scale
                     lm_attn_lower(dq, C3, ds, T, k, C3, T, HS, scale, overwrite ? 0 : 1)
                     lm_attn_upper_t(dk, C3, ds, T, q, C3, T, HS, scale, overwrite ? 0 : 1)
@@ -107,14 +107,7 @@ public func causalAttentionBackward(dqkv: UnsafeMutablePointer<Float>, dout: Uns
                 BLAS.sgemm(transB: true, M: rows, N: t1, K: HS, A: dyb, lda: C, B: v, ldb: C3, C: db, ldc: T)
                 BLAS.sgemm(transA: true, M: t1, N: HS, K: rows, A: ab, lda: T, B: dyb, ldb: C, beta: 1, C: dv, ldc: C3)
                 // Softmax backward in place: dpre = att ⊙ (datt − Σ att·datt), zero above the diagonal.
-                for r in 0..<rows {
-                    let t = t0 + r
-                    let ar = ab + r * T, dr = db + r * T
-                    var dot: Float = 0
-                    for j in 0...t { dot += ar[j] * dr[j] }
-                    for j in 0...t { dr[j] = ar[j] * (dr[j] - dot) }
-                    for j in (t + 1)..<t1 { dr[j] = 0 }
-                }
+                for r in 0..<rows { causalSoftmaxBackwardRow(datt: db + r * T, att: ab + r * T, t: t0 + r, count: t1) }
                 // dq += dpre · k · scale;  dk[0..<t1] += dpreᵀ · q · scale
                 BLAS.sgemm(M: rows, N: HS, K: t1, alpha: scale, A: db, lda: T, B: k, ldb: C3, beta: 1,
                            C: dq + t0 * C3, ldc: C3)
@@ -126,15 +119,12 @@ public func causalAttentionBackward(dqkv: UnsafeMutablePointer<Float>, dout: Uns
     }
 }
 
-/// Softmax backward of causal rows in place: datt (T, T) ← att ⊙ (datt − Σ att·datt) on and
-/// below the diagonal, zero above it.
+/// Softmax backward of causal row t in place: datt ← att ⊙ (datt − Σ att·datt) over columns
+/// 0...t, zero over t + 1..<count.
 @inline(__always)
-func softmaxBackwardRows(datt: UnsafeMutablePointer<Float>, att: UnsafePointer<Float>, T: Int) {
-    for t in 0..<T {
-        let ar = att + t * T, dr = datt + t * T
-        var dot: Float = 0
-        for j in 0...t { dot += ar[j] * dr[j] }
-        for j in 0...t { dr[j] = ar[j] * (dr[j] - dot) }
-        if t + 1 < T { (dr + t + 1).initialize(repeating: 0, count: T - t - 1) }
-    }
+func causalSoftmaxBackwardRow(datt dr: UnsafeMutablePointer<Float>, att ar: UnsafePointer<Float>, t: Int, count: Int) {
+    var dot: Float = 0
+    for j in 0...t { dot += ar[j] * dr[j] }
+    for j in 0...t { dr[j] = ar[j] * (dr[j] - dot) }
+    if t + 1 < count { (dr + t + 1).initialize(repeating: 0, count: count - t - 1) }
 }
