@@ -92,7 +92,7 @@ for (M, K, N) in [(512, 768, 3072), (512, 3072, 768), (768, 128, 384), (768, 128
 BLAS.setThreads(threads)
 
 // Q8 GEMV (decode) on the same shapes, weights cold.
-let q8ws = Q8Workspace(maxRows: 1, maxCols: 4 * C, threads: pool.threadCount)
+let q8ws = Q8Workspace(maxCols: 4 * C)
 for s in shapes where s.layout == .inOut || s.name.hasPrefix("head") {
     let rows = s.layout == .inOut ? s.OC : s.OC, cols = s.layout == .inOut ? s.C : s.C
     let mats = (0..<s.copies).map { _ -> Q8Matrix in

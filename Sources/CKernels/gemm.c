@@ -6,56 +6,73 @@
 #define MR 6
 #define NR 16
 #define MC 144
-#define KC 256
-#define NC 512
+#define KC 384   // a multiple of 32: int8 blocks never straddle two k-blocks
+#define NC 2048
 
 size_t lm_sgemm_scratch_floats(void) { return MC * KC + KC * NC + MR * NR; }
 
-// C (6, 16) = (C if load) + bias? + Σ_k ap[k][0..<6] ⊗ bp[k][0..<16] over kn steps.
-static inline void kernel(size_t kn, const float *ap, const float *bp, float *c, size_t ldc, int load,
-                          const float *bias, const float *mul, size_t ldm) {
-    __m256 c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51;
-    if (load) {
-        c00 = _mm256_loadu_ps(c);           c01 = _mm256_loadu_ps(c + 8);
-        c10 = _mm256_loadu_ps(c + ldc);     c11 = _mm256_loadu_ps(c + ldc + 8);
-        c20 = _mm256_loadu_ps(c + 2 * ldc); c21 = _mm256_loadu_ps(c + 2 * ldc + 8);
-        c30 = _mm256_loadu_ps(c + 3 * ldc); c31 = _mm256_loadu_ps(c + 3 * ldc + 8);
-        c40 = _mm256_loadu_ps(c + 4 * ldc); c41 = _mm256_loadu_ps(c + 4 * ldc + 8);
-        c50 = _mm256_loadu_ps(c + 5 * ldc); c51 = _mm256_loadu_ps(c + 5 * ldc + 8);
-    } else if (bias) {
-        c00 = c10 = c20 = c30 = c40 = c50 = _mm256_loadu_ps(bias);
-        c01 = c11 = c21 = c31 = c41 = c51 = _mm256_loadu_ps(bias + 8);
-    } else {
-        c00 = c01 = c10 = c11 = c20 = c21 = c30 = c31 = c40 = c41 = c50 = c51 = _mm256_setzero_ps();
+// Where the packed B panels come from.
+typedef struct {
+    enum { B_KN, B_NK, B_Q8 } kind;
+    const float *b;     // B_KN: (K, N); B_NK: (N, K)
+    size_t ldb;
+    const int8_t *q;    // B_Q8: (N, ldb) int8, one float16 scale per 32 along k
+    const uint16_t *d;
+} bsource;
+
+#define AI static inline __attribute__((always_inline))
+
+// C (rows, 16) = start + Σ_k ap[k][r] · bp[k][0..<16] over kn steps, then ⊙ mul. start is C
+// (load), C + bias (load and bias), bias, or zero. rows is a constant at every call site.
+AI void kernel_rows(const int rows, size_t kn, const float *ap, const float *bp, float *c, size_t ldc, int load,
+                    const float *bias, const float *mul, size_t ldm) {
+    __m256 acc[MR][2];
+    for (int r = 0; r < rows; r++) {
+        if (load) {
+            acc[r][0] = _mm256_loadu_ps(c + r * ldc);
+            acc[r][1] = _mm256_loadu_ps(c + r * ldc + 8);
+            if (bias) {
+                acc[r][0] = _mm256_add_ps(acc[r][0], _mm256_loadu_ps(bias));
+                acc[r][1] = _mm256_add_ps(acc[r][1], _mm256_loadu_ps(bias + 8));
+            }
+        } else if (bias) {
+            acc[r][0] = _mm256_loadu_ps(bias);
+            acc[r][1] = _mm256_loadu_ps(bias + 8);
+        } else {
+            acc[r][0] = acc[r][1] = _mm256_setzero_ps();
+        }
     }
 #pragma clang loop unroll_count(4)
     for (size_t k = 0; k < kn; k++) {
-        _mm_prefetch((const char *)(bp + 8 * NR), _MM_HINT_T0);
         const __m256 b0 = _mm256_loadu_ps(bp), b1 = _mm256_loadu_ps(bp + 8);
-        __m256 a;
-        a = _mm256_broadcast_ss(ap + 0); c00 = _mm256_fmadd_ps(a, b0, c00); c01 = _mm256_fmadd_ps(a, b1, c01);
-        a = _mm256_broadcast_ss(ap + 1); c10 = _mm256_fmadd_ps(a, b0, c10); c11 = _mm256_fmadd_ps(a, b1, c11);
-        a = _mm256_broadcast_ss(ap + 2); c20 = _mm256_fmadd_ps(a, b0, c20); c21 = _mm256_fmadd_ps(a, b1, c21);
-        a = _mm256_broadcast_ss(ap + 3); c30 = _mm256_fmadd_ps(a, b0, c30); c31 = _mm256_fmadd_ps(a, b1, c31);
-        a = _mm256_broadcast_ss(ap + 4); c40 = _mm256_fmadd_ps(a, b0, c40); c41 = _mm256_fmadd_ps(a, b1, c41);
-        a = _mm256_broadcast_ss(ap + 5); c50 = _mm256_fmadd_ps(a, b0, c50); c51 = _mm256_fmadd_ps(a, b1, c51);
+        for (int r = 0; r < rows; r++) {
+            const __m256 a = _mm256_broadcast_ss(ap + r);
+            acc[r][0] = _mm256_fmadd_ps(a, b0, acc[r][0]);
+            acc[r][1] = _mm256_fmadd_ps(a, b1, acc[r][1]);
+        }
         ap += MR;
         bp += NR;
     }
-    if (mul) {
-        c00 = _mm256_mul_ps(c00, _mm256_loadu_ps(mul));           c01 = _mm256_mul_ps(c01, _mm256_loadu_ps(mul + 8));
-        c10 = _mm256_mul_ps(c10, _mm256_loadu_ps(mul + ldm));     c11 = _mm256_mul_ps(c11, _mm256_loadu_ps(mul + ldm + 8));
-        c20 = _mm256_mul_ps(c20, _mm256_loadu_ps(mul + 2 * ldm)); c21 = _mm256_mul_ps(c21, _mm256_loadu_ps(mul + 2 * ldm + 8));
-        c30 = _mm256_mul_ps(c30, _mm256_loadu_ps(mul + 3 * ldm)); c31 = _mm256_mul_ps(c31, _mm256_loadu_ps(mul + 3 * ldm + 8));
-        c40 = _mm256_mul_ps(c40, _mm256_loadu_ps(mul + 4 * ldm)); c41 = _mm256_mul_ps(c41, _mm256_loadu_ps(mul + 4 * ldm + 8));
-        c50 = _mm256_mul_ps(c50, _mm256_loadu_ps(mul + 5 * ldm)); c51 = _mm256_mul_ps(c51, _mm256_loadu_ps(mul + 5 * ldm + 8));
+    for (int r = 0; r < rows; r++) {
+        if (mul) {
+            acc[r][0] = _mm256_mul_ps(acc[r][0], _mm256_loadu_ps(mul + r * ldm));
+            acc[r][1] = _mm256_mul_ps(acc[r][1], _mm256_loadu_ps(mul + r * ldm + 8));
+        }
+        _mm256_storeu_ps(c + r * ldc, acc[r][0]);
+        _mm256_storeu_ps(c + r * ldc + 8, acc[r][1]);
     }
-    _mm256_storeu_ps(c, c00);           _mm256_storeu_ps(c + 8, c01);
-    _mm256_storeu_ps(c + ldc, c10);     _mm256_storeu_ps(c + ldc + 8, c11);
-    _mm256_storeu_ps(c + 2 * ldc, c20); _mm256_storeu_ps(c + 2 * ldc + 8, c21);
-    _mm256_storeu_ps(c + 3 * ldc, c30); _mm256_storeu_ps(c + 3 * ldc + 8, c31);
-    _mm256_storeu_ps(c + 4 * ldc, c40); _mm256_storeu_ps(c + 4 * ldc + 8, c41);
-    _mm256_storeu_ps(c + 5 * ldc, c50); _mm256_storeu_ps(c + 5 * ldc + 8, c51);
+}
+
+static void kernel(int rows, size_t kn, const float *ap, const float *bp, float *c, size_t ldc, int load,
+                   const float *bias, const float *mul, size_t ldm) {
+    switch (rows) {
+    case 1: kernel_rows(1, kn, ap, bp, c, ldc, load, bias, mul, ldm); break;
+    case 2: kernel_rows(2, kn, ap, bp, c, ldc, load, bias, mul, ldm); break;
+    case 3: kernel_rows(3, kn, ap, bp, c, ldc, load, bias, mul, ldm); break;
+    case 4: kernel_rows(4, kn, ap, bp, c, ldc, load, bias, mul, ldm); break;
+    case 5: kernel_rows(5, kn, ap, bp, c, ldc, load, bias, mul, ldm); break;
+    default: kernel_rows(MR, kn, ap, bp, c, ldc, load, bias, mul, ldm); break;
+    }
 }
 
 // Rows [i0, i0 + mc) × k [k0, k0 + kc) of A into 6-row micro-panels, k-major (zero rows past mc).
@@ -63,19 +80,37 @@ static void pack_a(float *ap, const float *A, size_t lda, size_t i0, size_t mc, 
     for (size_t p = 0; p < mc; p += MR) {
         const size_t rows = mc - p < MR ? mc - p : MR;
         float *dst = ap + p * kc;
-        for (size_t r = 0; r < MR; r++) {
-            if (r < rows) {
-                const float *src = A + (i0 + p + r) * lda + k0;
-                for (size_t k = 0; k < kc; k++) dst[k * MR + r] = src[k];
-            } else {
-                for (size_t k = 0; k < kc; k++) dst[k * MR + r] = 0;
+        const float *s = A + (i0 + p) * lda + k0;
+        size_t k = 0;
+        if (rows == MR)
+            for (; k + 8 <= kc; k += 8) {  // 6 rows × 8 k → 8 groups of 6, through 4×4 and 2×4 transposes
+                const __m256 r0 = _mm256_loadu_ps(s + k), r1 = _mm256_loadu_ps(s + lda + k),
+                             r2 = _mm256_loadu_ps(s + 2 * lda + k), r3 = _mm256_loadu_ps(s + 3 * lda + k),
+                             r4 = _mm256_loadu_ps(s + 4 * lda + k), r5 = _mm256_loadu_ps(s + 5 * lda + k);
+                const __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1);
+                const __m256 t2 = _mm256_unpacklo_ps(r2, r3), t3 = _mm256_unpackhi_ps(r2, r3);
+                const __m256 t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5);
+                const __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+                const __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+                float *d = dst + k * MR;
+                const __m128 t4l = _mm256_castps256_ps128(t4), t4h = _mm256_extractf128_ps(t4, 1);
+                const __m128 t5l = _mm256_castps256_ps128(t5), t5h = _mm256_extractf128_ps(t5, 1);
+                _mm_storeu_ps(d + 0, _mm256_castps256_ps128(u0));    _mm_storel_pi((__m64 *)(d + 4), t4l);
+                _mm_storeu_ps(d + 6, _mm256_castps256_ps128(u1));    _mm_storeh_pi((__m64 *)(d + 10), t4l);
+                _mm_storeu_ps(d + 12, _mm256_castps256_ps128(u2));   _mm_storel_pi((__m64 *)(d + 16), t5l);
+                _mm_storeu_ps(d + 18, _mm256_castps256_ps128(u3));   _mm_storeh_pi((__m64 *)(d + 22), t5l);
+                _mm_storeu_ps(d + 24, _mm256_extractf128_ps(u0, 1)); _mm_storel_pi((__m64 *)(d + 28), t4h);
+                _mm_storeu_ps(d + 30, _mm256_extractf128_ps(u1, 1)); _mm_storeh_pi((__m64 *)(d + 34), t4h);
+                _mm_storeu_ps(d + 36, _mm256_extractf128_ps(u2, 1)); _mm_storel_pi((__m64 *)(d + 40), t5h);
+                _mm_storeu_ps(d + 42, _mm256_extractf128_ps(u3, 1)); _mm_storeh_pi((__m64 *)(d + 46), t5h);
             }
-        }
+        for (; k < kc; k++)
+            for (size_t r = 0; r < MR; r++) dst[k * MR + r] = r < rows ? s[r * lda + k] : 0;
     }
 }
 
-// B rows [k0, k0 + kc) × columns [j0, j0 + nc) into 16-column micro-panels (zero padded).
-static void pack_b(float *bp, const float *B, size_t ldb, size_t k0, size_t kc, size_t j0, size_t nc) {
+// B (K, N) rows [k0, k0 + kc) × columns [j0, j0 + nc) into 16-column micro-panels (zero padded).
+static void pack_b_kn(float *bp, const float *B, size_t ldb, size_t k0, size_t kc, size_t j0, size_t nc) {
     for (size_t j = 0; j < nc; j += NR) {
         const size_t cols = nc - j < NR ? nc - j : NR;
         float *dst = bp + j * kc;
@@ -95,8 +130,8 @@ static void pack_b(float *bp, const float *B, size_t ldb, size_t k0, size_t kc, 
     }
 }
 
-// Like pack_b for B stored (N, K): column j of op(B) is row j of B.
-static void pack_b_t(float *bp, const float *B, size_t ldb, size_t k0, size_t kc, size_t j0, size_t nc) {
+// Like pack_b_kn for B stored (N, K): column j of op(B) is row j of B.
+static void pack_b_nk(float *bp, const float *B, size_t ldb, size_t k0, size_t kc, size_t j0, size_t nc) {
     for (size_t j = 0; j < nc; j += NR) {
         const size_t cols = nc - j < NR ? nc - j : NR;
         float *dst = bp + j * kc;
@@ -115,21 +150,70 @@ static void pack_b_t(float *bp, const float *B, size_t ldb, size_t k0, size_t kc
     }
 }
 
-void lm_sgemm(int transB, const float *A, size_t lda, const float *B, size_t ldb, float *C, size_t ldc,
-              size_t i0, size_t i1, size_t N, size_t K, const float *bias, const float *mul, size_t ldm,
-              float *scratch) {
+// Eight rows × eight k of an int8 matrix, dequantized (row i times scale[i]) and transposed
+// into dst (k-major, stride ldd). Each value is d·q exactly (an 11-bit by 8-bit product).
+AI void dequant8x8(float *dst, size_t ldd, const int8_t *q, size_t ldq, const float *scale) {
+    __m256 r[8];
+    for (int i = 0; i < 8; i++) {
+        const __m256i q32 = _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(q + i * ldq)));
+        r[i] = _mm256_mul_ps(_mm256_cvtepi32_ps(q32), _mm256_set1_ps(scale[i]));
+    }
+    transpose8x8_regs(dst, ldd, r);
+}
+
+// Like pack_b_nk for an int8 matrix (N, ldb) with float16 scales per 32 along k: the weights are
+// dequantized as they are packed (k0 and kc multiples of 32).
+static void pack_b_q8(float *bp, const int8_t *q, const uint16_t *d, size_t ldb, size_t k0, size_t kc,
+                      size_t j0, size_t nc) {
+    const size_t nb = ldb / 32;
+    for (size_t j = 0; j < nc; j += NR) {
+        const size_t cols = nc - j < NR ? nc - j : NR;
+        float *dst = bp + j * kc;
+        for (size_t b = k0 / 32; b < (k0 + kc) / 32; b++) {
+            float scale[NR];
+            for (size_t c = 0; c < NR; c++) scale[c] = c < cols ? _cvtsh_ss(d[(j0 + j + c) * nb + b]) : 0;
+            const int8_t *src = q + (j0 + j) * ldb + b * 32;
+            float *out = dst + (b * 32 - k0) * NR;
+            if (cols == NR) {
+                for (size_t k = 0; k < 32; k += 8) {
+                    dequant8x8(out + k * NR, NR, src + k, ldb, scale);
+                    dequant8x8(out + k * NR + 8, NR, src + 8 * ldb + k, ldb, scale + 8);
+                }
+            } else {
+                for (size_t k = 0; k < 32; k++)
+                    for (size_t c = 0; c < NR; c++) out[k * NR + c] = c < cols ? scale[c] * (float)src[c * ldb + k] : 0;
+            }
+        }
+    }
+}
+
+static void pack_b(float *bp, const bsource *b, size_t k0, size_t kc, size_t j0, size_t nc) {
+    switch (b->kind) {
+    case B_KN: pack_b_kn(bp, b->b, b->ldb, k0, kc, j0, nc); break;
+    case B_NK: pack_b_nk(bp, b->b, b->ldb, k0, kc, j0, nc); break;
+    case B_Q8: pack_b_q8(bp, b->q, b->d, b->ldb, k0, kc, j0, nc); break;
+    }
+}
+
+// C[i0..<i1, j0..<j1] (+)= A · op(B) (+ bias) (⊙ mul): BLIS-style loops over packed blocks.
+static void blocked(const float *A, size_t lda, const bsource *b, float *C, size_t ldc, size_t i0, size_t i1,
+                    size_t j0, size_t j1, size_t K, const float *bias, int accumulate, const float *mul, size_t ldm,
+                    float *scratch) {
     float *ap = scratch, *bpk = scratch + MC * KC, *edge = bpk + KC * NC;
-    if (K == 0) {  // C = bias (or 0), times mul
+    if (K == 0) {  // C (+)= bias (or 0), times mul
         for (size_t i = i0; i < i1; i++)
-            for (size_t j = 0; j < N; j++) C[i * ldc + j] = (bias ? bias[j] : 0) * (mul ? mul[i * ldm + j] : 1);
+            for (size_t j = j0; j < j1; j++) {
+                const float v = (accumulate ? C[i * ldc + j] : 0) + (bias ? bias[j] : 0);
+                C[i * ldc + j] = v * (mul ? mul[i * ldm + j] : 1);
+            }
         return;
     }
-    for (size_t jc = 0; jc < N; jc += NC) {
-        const size_t nc = N - jc < NC ? N - jc : NC;
+    for (size_t jc = j0; jc < j1; jc += NC) {
+        const size_t nc = j1 - jc < NC ? j1 - jc : NC;
         for (size_t k0 = 0; k0 < K; k0 += KC) {
             const size_t kc = K - k0 < KC ? K - k0 : KC;
-            if (transB) pack_b_t(bpk, B, ldb, k0, kc, jc, nc); else pack_b(bpk, B, ldb, k0, kc, jc, nc);
-            const int last = k0 + kc == K;
+            pack_b(bpk, b, k0, kc, jc, nc);
+            const int load = k0 > 0 || accumulate, last = k0 + kc == K;
             for (size_t ic = i0; ic < i1; ic += MC) {
                 const size_t mc = i1 - ic < MC ? i1 - ic : MC;
                 pack_a(ap, A, lda, ic, mc, k0, kc);
@@ -144,16 +228,16 @@ void lm_sgemm(int transB, const float *A, size_t lda, const float *B, size_t ldb
                     }
                     const float *bp = bpk + j * kc;
                     for (size_t p = 0; p < mc; p += MR) {
-                        const size_t rows = mc - p < MR ? mc - p : MR;
+                        const int rows = mc - p < MR ? (int)(mc - p) : MR;
                         float *cp = C + (ic + p) * ldc + jc + j;
                         const float *mp = (mul && last) ? mul + (ic + p) * ldm + jc + j : NULL;
-                        if (rows == MR && cols == NR) {
-                            kernel(kc, ap + p * kc, bp, cp, ldc, k0 > 0, bj, mp, ldm);
-                        } else {  // edge tile through a 6×16 buffer
-                            if (k0 > 0)
-                                for (size_t r = 0; r < rows; r++) memcpy(edge + r * NR, cp + r * ldc, cols * sizeof(float));
-                            kernel(kc, ap + p * kc, bp, edge, NR, k0 > 0, bj, NULL, 0);
-                            for (size_t r = 0; r < rows; r++)
+                        if (cols == NR) {
+                            kernel(rows, kc, ap + p * kc, bp, cp, ldc, load, bj, mp, ldm);
+                        } else {  // edge columns through a 6×16 buffer
+                            if (load)
+                                for (int r = 0; r < rows; r++) memcpy(edge + r * NR, cp + r * ldc, cols * sizeof(float));
+                            kernel(rows, kc, ap + p * kc, bp, edge, NR, load, bj, NULL, 0);
+                            for (int r = 0; r < rows; r++)
                                 for (size_t c = 0; c < cols; c++)
                                     cp[r * ldc + c] = mp ? edge[r * NR + c] * mp[r * ldm + c] : edge[r * NR + c];
                         }
@@ -162,4 +246,17 @@ void lm_sgemm(int transB, const float *A, size_t lda, const float *B, size_t ldb
             }
         }
     }
+}
+
+void lm_sgemm(int transB, const float *A, size_t lda, const float *B, size_t ldb, float *C, size_t ldc,
+              size_t i0, size_t i1, size_t N, size_t K, const float *bias, const float *mul, size_t ldm,
+              float *scratch) {
+    const bsource b = {transB ? B_NK : B_KN, B, ldb, NULL, NULL};
+    blocked(A, lda, &b, C, ldc, i0, i1, 0, N, K, bias, 0, mul, ldm, scratch);
+}
+
+void lm_sgemm_q8(const float *A, size_t lda, const int8_t *wq, const uint16_t *wd, size_t K, float *C, size_t ldc,
+                 size_t M, size_t j0, size_t j1, const float *bias, int accumulate, float *scratch) {
+    const bsource b = {B_Q8, NULL, K, wq, wd};
+    blocked(A, lda, &b, C, ldc, 0, M, j0, j1, K, bias, accumulate, NULL, 0, scratch);
 }

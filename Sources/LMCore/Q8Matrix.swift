@@ -117,29 +117,18 @@ public final class Q8Matrix: @unchecked Sendable {
     }
 }
 
-/// Reusable buffers for int8 products: the activations quantized per block, and per-thread
-/// float tiles for dequantized weights (batched products).
+/// Reusable buffers for int8 products: the activations of a decoding step quantized per block.
+/// (Batched products dequantize the weights into the GEMM's packed panels, in the thread pool's
+/// scratch, so they need no buffer here.)
 public final class Q8Workspace: @unchecked Sendable {
-    public let maxRows: Int, maxCols: Int
-    let xq: UnsafeMutablePointer<Int8>     // (maxRows, maxCols)
-    let xd: UnsafeMutablePointer<Float>    // (maxRows, maxCols / 32)
-    let tiles: TensorStorage               // threads × tileRows × maxCols
-    let tileRows = 256
-    let threads: Int
-    /// A whole dequantized matrix of up to `maxMatrix` floats (batched products of layers
-    /// that fit; larger ones such as an LM head go tile by tile).
-    let matrix: TensorStorage
-    public let maxMatrix: Int
+    public let maxCols: Int
+    let xq: UnsafeMutablePointer<Int8>     // (maxCols)
+    let xd: UnsafeMutablePointer<Float>    // (maxCols / 32)
 
-    public init(maxRows: Int, maxCols: Int, threads: Int, maxMatrix: Int = 0) {
-        self.maxRows = max(1, maxRows)
+    public init(maxCols: Int) {
         self.maxCols = Q8Matrix.padded(max(1, maxCols))
-        self.threads = threads
-        self.maxMatrix = maxMatrix
-        xq = .allocate(capacity: self.maxRows * self.maxCols)
-        xd = .allocate(capacity: self.maxRows * self.maxCols / Q8Matrix.blockSize)
-        tiles = TensorStorage(count: threads * tileRows * self.maxCols)
-        matrix = TensorStorage(count: max(1, maxMatrix))
+        xq = .allocate(capacity: self.maxCols)
+        xd = .allocate(capacity: self.maxCols / Q8Matrix.blockSize)
     }
 
     deinit { xq.deallocate(); xd.deallocate() }
@@ -164,16 +153,16 @@ public func q8QuantizeRowRef(_ x: UnsafePointer<Float>, q: UnsafeMutablePointer<
 ///
 /// One row (decoding): the activations are quantized per block and each thread takes a
 /// contiguous range of weight rows (int8 dot products, `lm_q8_gemv`): the weights stream once,
-/// at about a quarter of the float bytes. Several rows (prefill): the matrix is dequantized into
-/// the workspace and multiplied with the float `gemm` (AVX2 has no int8 product faster than
-/// float FMA); matrices larger than the workspace go in tiles of 256 rows fixed by the shape,
-/// so results never depend on the thread count.
+/// at about a quarter of the float bytes. Several rows (prefill): swift-lm's float GEMM
+/// (`lm_sgemm_q8`) dequantizes the weights as it packs them (AVX2 has no int8 product faster
+/// than float FMA, and no float copy of the matrix is written); each thread takes a range of
+/// output columns, so results never depend on the thread count.
 public func q8MatmulForward(out: UnsafeMutablePointer<Float>, inp: UnsafePointer<Float>, weight w: Q8Matrix,
                             bias: UnsafePointer<Float>?, N: Int, accumulate: Bool = false,
                             workspace ws: Q8Workspace, pool: ThreadPool) {
     let C = w.logicalCols, K = w.cols, OC = w.rows
-    precondition(K <= ws.maxCols, "Q8 workspace too small")  // batched products need no activation rows
     if N == 1 {
+        precondition(K <= ws.maxCols, "Q8 workspace too small")
         // Quantize the activations (zero-padded to K).
         if C == K {
             lm_q8_quantize_row(inp, ws.xq, ws.xd, K)
@@ -189,35 +178,26 @@ public func q8MatmulForward(out: UnsafeMutablePointer<Float>, inp: UnsafePointer
         }
         return
     }
-    if OC * K <= ws.maxMatrix {
-        // Batched: the whole matrix dequantized once (split across threads), then one float GEMM.
-        let m = ws.matrix.base
-        pool.parallelFor(OC, grain: 16) { r in
-            lm_q8_dequantize_rows(m + r.lowerBound * K, K, w.q, w.scales, K, r.lowerBound, r.upperBound)
-        }
-        matmulForward(out: out, inp: inp, weight: m, bias: bias, N: N, C: C, OC: OC, layout: .outIn,
-                      accumulate: accumulate, pool: pool, ldw: K)
-        return
-    }
-    // Batched, too large for the buffer: out[:, tile] = inp · dequant(W[tile])ᵀ, tile by tile.
-    let tileRows = ws.tileRows
-    let tiles = (OC + tileRows - 1) / tileRows
+    let scratch = pool.scratch(bytes: lm_sgemm_scratch_floats() * MemoryLayout<Float>.size)
     let threads = pool.threadCount
-    pool.run { t in
-        let scratch = ws.tiles.base + t * tileRows * ws.maxCols
-        for tile in ThreadPool.chunk(tiles, parts: threads, index: t) {
-            let r0 = tile * tileRows, r1 = min(OC, r0 + tileRows)
-            lm_q8_dequantize_rows(scratch, K, w.q, w.scales, K, r0, r1)
-            if let bias {
-                for n in 0..<N {
-                    let o = out + n * OC + r0
-                    if accumulate { for j in 0..<(r1 - r0) { o[j] += bias[r0 + j] } } else { o.update(from: bias + r0, count: r1 - r0) }
-                }
-            }
-            let beta: Float = (bias != nil || accumulate) ? 1 : 0
-            BLAS.sgemm(transB: true, M: N, N: r1 - r0, K: C, A: inp, lda: C, B: scratch, ldb: K,
-                       beta: beta, C: out + r0, ldc: OC)
+    func run(_ a: UnsafePointer<Float>) {
+        pool.run { t in
+            let cols = ThreadPool.chunk(OC, parts: threads, index: t, grain: 16)
+            if cols.isEmpty { return }
+            lm_sgemm_q8(a, K, w.q, w.scales, K, out, OC, N, cols.lowerBound, cols.upperBound, bias,
+                        accumulate ? 1 : 0, scratch[t].assumingMemoryBound(to: Float.self))
         }
+    }
+    if C == K {
+        run(inp)
+    } else {  // input width not a multiple of 32: activations zero-padded to match the stored rows
+        let padded = UnsafeMutablePointer<Float>.allocate(capacity: N * K)
+        defer { padded.deallocate() }
+        for n in 0..<N {
+            (padded + n * K).update(from: inp + n * C, count: C)
+            (padded + n * K + C).initialize(repeating: 0, count: K - C)
+        }
+        run(padded)
     }
 }
 

@@ -355,9 +355,7 @@ public final class BertModel: @unchecked Sendable {
         var bytes = wordEmbeddings.bytes + (positionEmbeddings.count + typeEmbeddings.count) * 4
         for l in layers { bytes += l.qkvW.bytes + l.outW.bytes + l.interW.bytes + l.out2W.bytes }
         weightBytes = bytes
-        let largest = layers.flatMap { [$0.qkvW, $0.outW, $0.interW, $0.out2W] }.filter(\.isQuantized)
-            .map { $0.rows * Q8Matrix.padded($0.cols) }.max() ?? 0
-        q8ws = Q8Workspace(maxRows: 512, maxCols: max(C, config.intermediateSize), threads: pool.threadCount, maxMatrix: largest)
+        q8ws = Q8Workspace(maxCols: max(C, config.intermediateSize))
     }
 
     /// Which heads a checkpoint holds.

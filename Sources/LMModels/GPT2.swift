@@ -230,11 +230,7 @@ public final class GPT2Model: CausalLanguageModel, @unchecked Sendable {
         parameterCount = config.parameterLayout.reduce(0) { $0 + $1.shape.reduce(1, *) }
         self.maxBatch = max(1, min(maxBatch, config.nPositions))
         ws = Workspace(config: config, batch: self.maxBatch, threads: pool.threadCount)
-        // Batched Q8 products dequantize a whole block matrix at a time (the LM head goes in tiles).
-        let blockMatrices = layers.flatMap { [$0.attnW, $0.projW, $0.fcW, $0.fcProjW] }.filter(\.isQuantized)
-        let largest = blockMatrices.map { $0.rows * Q8Matrix.padded($0.cols) }.max() ?? 0
-        q8ws = Q8Workspace(maxRows: self.maxBatch, maxCols: max(config.nEmbd, config.innerSize), threads: pool.threadCount,
-                           maxMatrix: largest)
+        q8ws = Q8Workspace(maxCols: max(config.nEmbd, config.innerSize))
         var bytes = wte.bytes + wpe.count * 4 + lnfW.count * 8
         if !config.tieWordEmbeddings { bytes += lmHead.bytes }
         for l in layers {

@@ -38,14 +38,14 @@ final class Q8Tests: XCTestCase {
     }
 
     func testMatmulMatchesReferenceForOneAndManyRowsOnAnyThreadCount() {
-        for (N, C, OC) in [(1, 64, 100), (1, 50, 33), (1, 768, 300), (7, 96, 70), (40, 64, 600)] {
+        for (N, C, OC) in [(1, 64, 100), (1, 50, 33), (1, 768, 300), (7, 96, 70), (40, 64, 600), (13, 800, 37), (20, 50, 130)] {
             let x = randomFloats(N * C, seed: 42), wf = randomFloats(OC * C, seed: 43, scale: 0.1), b = randomFloats(OC, seed: 44)
             let w = wf.withUnsafeBufferPointer { Q8Matrix.quantize($0.baseAddress!, rows: OC, cols: C) }
             var ref = [Float](repeating: 0, count: N * OC)
             q8MatmulForwardRef(out: &ref, inp: x, weight: w, bias: b, N: N)
             var outs: [[Float]] = []
             for pool in pools {
-                let ws = Q8Workspace(maxRows: N, maxCols: C, threads: pool.threadCount)
+                let ws = Q8Workspace(maxCols: C)
                 var y = [Float](repeating: 0, count: N * OC)
                 q8MatmulForward(out: &y, inp: x, weight: w, bias: b, N: N, workspace: ws, pool: pool)
                 assertClose(y, ref, tol: 1e-5 * Float(C).squareRoot() * 4, "q8 N=\(N) C=\(C) OC=\(OC) threads=\(pool.threadCount)")
@@ -64,12 +64,40 @@ final class Q8Tests: XCTestCase {
         let C = 64, OC = 40
         let x = randomFloats(C, seed: 45), wf = randomFloats(OC * C, seed: 46)
         let w = wf.withUnsafeBufferPointer { Q8Matrix.quantize($0.baseAddress!, rows: OC, cols: C) }
-        let ws = Q8Workspace(maxRows: 2, maxCols: C, threads: 2)
+        let ws = Q8Workspace(maxCols: C)
         var y = [Float](repeating: 0, count: OC)
         q8MatmulForward(out: &y, inp: x, weight: w, bias: nil, N: 1, workspace: ws, pool: pools[1])
         var z = [Float](repeating: 1, count: OC)
         q8MatmulForward(out: &z, inp: x, weight: w, bias: nil, N: 1, accumulate: true, workspace: ws, pool: pools[1])
         assertClose(z, y.map { $0 + 1 }, tol: 1e-6, "accumulate")
+    }
+
+    func testBatchedAccumulateAddsToTheOutput() {
+        let N = 9, C = 96, OC = 50
+        let x = randomFloats(N * C, seed: 48), wf = randomFloats(OC * C, seed: 49), b = randomFloats(OC, seed: 50)
+        let w = wf.withUnsafeBufferPointer { Q8Matrix.quantize($0.baseAddress!, rows: OC, cols: C) }
+        let ws = Q8Workspace(maxCols: C)
+        var y = [Float](repeating: 0, count: N * OC)
+        q8MatmulForward(out: &y, inp: x, weight: w, bias: b, N: N, workspace: ws, pool: pools[1])
+        let start = randomFloats(N * OC, seed: 51)
+        var z = start
+        q8MatmulForward(out: &z, inp: x, weight: w, bias: b, N: N, accumulate: true, workspace: ws, pool: pools[1])
+        assertClose(z, zip(y, start).map { $0 + $1 }, tol: 1e-5, "batched accumulate")
+    }
+
+    /// The batched path dequantizes while packing: the same bits as the float GEMM on the
+    /// dequantized matrix (each weight is d·q exactly, and the FMA chains are the same).
+    func testBatchedProductEqualsFloatGemmOnTheDequantizedMatrix() {
+        let N = 31, C = 800, OC = 70   // several k-blocks, edge rows and columns
+        let x = randomFloats(N * C, seed: 52), wf = randomFloats(OC * C, seed: 53, scale: 0.2), b = randomFloats(OC, seed: 54)
+        let w = wf.withUnsafeBufferPointer { Q8Matrix.quantize($0.baseAddress!, rows: OC, cols: C) }
+        var y = [Float](repeating: 0, count: N * OC)
+        q8MatmulForward(out: &y, inp: x, weight: w, bias: b, N: N, workspace: Q8Workspace(maxCols: C), pool: pools[2])
+        let deq = w.dequantized()
+        var ref = [Float](repeating: 0, count: N * OC)
+        var scratch = [Float](repeating: 0, count: lm_sgemm_scratch_floats())
+        lm_sgemm(1, x, C, deq.data, C, &ref, OC, 0, N, OC, C, b, nil, 0, &scratch)
+        XCTAssertEqual(y, ref)
     }
 
     func testCorruptScalesAreDetected() {
