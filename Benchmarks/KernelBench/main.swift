@@ -111,3 +111,32 @@ for s in shapes where s.layout == .inOut || s.name.hasPrefix("head") {
     let bytes = Double(mats.reduce(0) { $0 + $1.bytes })
     print(String(format: "q8 gemv %@: %.1f GB/s (%.3f ms per matrix)", s.name, bytes / best / 1e9, best / Double(s.copies) * 1e3))
 }
+
+// Batched products on GPT-2-124M's prefill shapes (512 rows, (out, in) weights, with bias):
+// float through `matmulForward` (OpenBLAS in pool pieces, bias pre-filled) against Q8 through
+// `q8MatmulForward` (swift-lm's GEMM, weights dequantized while packed). Best of 15 each,
+// interleaved; the total weights the shapes as a 12-layer prefill does (one of each per layer).
+let prefillShapes = [("qkv  512x768x2304", 768, 2304), ("proj 512x768x768", 768, 768),
+                     ("fc   512x768x3072", 768, 3072), ("mlp  512x3072x768", 3072, 768)]
+var floatTotal = 0.0, q8Total = 0.0
+for (name, K, N) in prefillShapes {
+    let a = Tensor(zeros: [512, K]), wf = Tensor(zeros: [N, K]), o = Tensor(zeros: [512, N]), bias = Tensor(zeros: [N])
+    rng.fillNormal(a.buffer, std: 1); rng.fillNormal(wf.buffer, std: 0.02); rng.fillNormal(bias.buffer, std: 0.02)
+    let wq = Q8Matrix.quantize(wf.data, rows: N, cols: K)
+    let ws = Q8Workspace(maxCols: K)
+    var bestF = Double.infinity, bestQ = Double.infinity
+    for _ in 0..<15 {
+        var t0 = now()
+        matmulForward(out: o.data, inp: a.data, weight: wf.data, bias: bias.data, N: 512, C: K, OC: N, layout: .outIn, pool: pool)
+        bestF = min(bestF, now() - t0)
+        t0 = now()
+        q8MatmulForward(out: o.data, inp: a.data, weight: wq, bias: bias.data, N: 512, workspace: ws, pool: pool)
+        bestQ = min(bestQ, now() - t0)
+    }
+    floatTotal += bestF; q8Total += bestQ
+    let flops = 2.0 * 512 * Double(K * N)
+    print(String(format: "prefill %@: float %.2f ms (%.1f GFLOP/s), q8 %.2f ms (%.1f GFLOP/s), q8/float time %.3f",
+                 name, bestF * 1e3, flops / bestF / 1e9, bestQ * 1e3, flops / bestQ / 1e9, bestQ / bestF))
+}
+print(String(format: "prefill, one layer's four products: float %.2f ms, q8 %.2f ms, q8/float time %.3f",
+             floatTotal * 1e3, q8Total * 1e3, q8Total / floatTotal))
