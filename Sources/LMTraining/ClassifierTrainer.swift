@@ -24,6 +24,8 @@ public struct ClassifierTrainingOptions: Codable, Sendable, Equatable {
     public var pooling = "mean"
     public var seed: UInt64 = 0
     public var logInterval = 10
+    /// Write `checkpoint.safetensors` every K steps (and after every evaluation and at the end).
+    public var checkpointInterval = 100
 
     public init() {}
 
@@ -39,6 +41,7 @@ public struct ClassifierTrainingOptions: Codable, Sendable, Equatable {
         try check(gradientClip >= 0, "--clip must be ≥ 0 (0 = off)")
         try check(dropout.map { $0 >= 0 && $0 < 1 } ?? true, "--dropout must be in [0, 1)")
         try check(evalInterval >= 0 && patience >= 0, "--eval-interval and --patience must be ≥ 0")
+        try check(logInterval >= 1 && checkpointInterval >= 1, "--log-interval and --checkpoint-interval must be ≥ 1")
         try check(["mean", "cls"].contains(pooling), "--pooling \(pooling): use mean or cls")
     }
 }
@@ -67,7 +70,8 @@ public struct ClassifierTrainingSummary: Sendable {
 /// Fine-tunes a BERT encoder (a Hugging Face folder such as all-MiniLM-L6-v2) as a sequence
 /// classifier on a GLUE-style TSV: dynamic padding (packed batches), AdamW with linear decay,
 /// dev-set evaluation every epoch (and every `evalInterval` steps), early stopping, and the best
-/// model kept in the output folder (a model folder for `lm classify`), with `log.jsonl`.
+/// model kept in the output folder (a model folder for `lm classify`), with `log.jsonl` and a
+/// `checkpoint.safetensors` a killed run resumes from exactly (`resume: true`).
 public final class ClassifierTrainer {
     public let options: ClassifierTrainingOptions
     public let model: BertTrainingModel
@@ -79,10 +83,25 @@ public final class ClassifierTrainer {
     let train: (ids: [[Int]], labels: [Int])
     let dev: LabelledExamples
     let baseModel: String
+    /// The loop state a resumed run starts from.
+    let resumed: ClassifierTrainerState?
 
+    /// With `resume`, the run in `out` continues from its checkpoint with the options and labels
+    /// saved there (`options` and `labels` are then ignored).
     public init(model baseModel: String, train trainPath: String, dev devPath: String, labels requested: [String]?,
-                options: ClassifierTrainingOptions, out: String, pool: ThreadPool = Threads.shared,
-                onEvent: (ClassifierTrainerEvent) -> Void = { _ in }) throws {
+                options requestedOptions: ClassifierTrainingOptions, out: String, resume: Bool = false,
+                pool: ThreadPool = Threads.shared, onEvent: (ClassifierTrainerEvent) -> Void = { _ in }) throws {
+        let checkpointPath = ClassifierCheckpoint.path(in: out)
+        var checkpoint: ClassifierCheckpoint.Loaded?
+        if resume {
+            guard FileIO.exists(checkpointPath) else {
+                throw LMError(.fileNotFound, "--resume: '\(checkpointPath)' does not exist — start the run without --resume")
+            }
+            checkpoint = try ClassifierCheckpoint.load(from: checkpointPath)
+        } else if FileIO.exists(checkpointPath) {
+            throw LMError(.invalidArgument, "'\(out)' already holds a fine-tuning run — pass --resume to continue it, or choose another --out")
+        }
+        let options = checkpoint?.options ?? requestedOptions
         try options.validate()
         self.options = options
         self.pool = pool
@@ -98,7 +117,7 @@ public final class ClassifierTrainer {
         tokenizer = tok
         var config = try folder.decodeConfig(BertConfig.self)
         try config.validate()
-        labels = requested ?? config.id2label.map { map in (0..<map.count).map { map[String($0)] ?? "LABEL_\($0)" } } ?? ["negative", "positive"]
+        labels = checkpoint?.labels ?? requested ?? config.id2label.map { map in (0..<map.count).map { map[String($0)] ?? "LABEL_\($0)" } } ?? ["negative", "positive"]
         guard labels.count >= 2, Set(labels).count == labels.count else {
             throw LMError(.invalidArgument, "--labels needs at least two different names, e.g. negative,positive")
         }
@@ -135,6 +154,14 @@ public final class ClassifierTrainer {
         oc.eps = 1e-8
         optimizer = try Optimizer(config: oc, parameterCount: P,
                                   groups: model.params.optimizerGroups())
+        resumed = checkpoint?.state
+        if let checkpoint {
+            guard checkpoint.state.trainExamples == train.ids.count else {
+                throw LMError(.invalidArgument, "--resume: '\(trainPath)' has \(train.ids.count) examples but the run in '\(out)' trained on \(checkpoint.state.trainExamples) — resume with the same --train file")
+            }
+            try checkpoint.restore(into: model, optimizer: optimizer)
+            onEvent(.info("resuming '\(out)' at step \(checkpoint.state.step) with its saved options and labels"))
+        }
     }
 
     public var stepsPerEpoch: Int { (train.ids.count + options.batch - 1) / options.batch }
@@ -160,43 +187,60 @@ public final class ClassifierTrainer {
         let schedule = LearningRateSchedule(kind: .linear, maxLR: o.learningRate, minLR: 0, warmupSteps: o.warmupSteps,
                                             decaySteps: max(total, o.warmupSteps))
         try FileIO.makeDirectory(outDirectory)
-        let logPath = outDirectory + "/log.jsonl"
-        FileManager.default.createFile(atPath: logPath, contents: nil)
-        let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
-        defer { try? log.close() }
-        func append(_ object: [String: Any]) {
-            if let d = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]) { log.write(d + Data("\n".utf8)) }
+        var st = resumed ?? ClassifierTrainerState(
+            step: 0, optimizerStep: 0, rng: [], best: nil, bestStep: 0, evaluationsWithoutImprovement: 0,
+            curveSteps: [], curveAccuracies: [], recentLosses: [], examplesPerSecond: [], logBytes: 0, trainSeconds: 0,
+            trainExamples: train.ids.count, finished: false, stoppedEarly: false)
+        func summary() -> ClassifierTrainingSummary {
+            let sorted = st.examplesPerSecond.dropFirst(min(5, st.examplesPerSecond.count / 2)).sorted()
+            return ClassifierTrainingSummary(steps: st.step, bestStep: st.bestStep, best: st.best!,
+                                             medianExamplesPerSecond: sorted.isEmpty ? 0 : sorted[sorted.count / 2],
+                                             trainSeconds: st.trainSeconds, stoppedEarly: st.stoppedEarly,
+                                             curve: zip(st.curveSteps, st.curveAccuracies).map { ($0, $1) })
+        }
+        if st.finished, st.best != nil {
+            onEvent(.info("the run in '\(outDirectory)' already finished at step \(st.step); nothing left to train"))
+            return summary()
+        }
+        // A resumed run drops what was logged after its checkpoint; a new one starts an empty log.
+        let log = try TrainingLog(path: outDirectory + "/log.jsonl", keepBytes: st.logBytes)
+        func checkpoint() throws {
+            st.optimizerStep = optimizer.stepCount
+            st.rng = model.rngState
+            st.logBytes = log.size
+            try ClassifierCheckpoint.save(to: ClassifierCheckpoint.path(in: outDirectory), model: model, optimizer: optimizer,
+                                          options: o, labels: labels, state: st)
         }
         onEvent(.started(totalSteps: total))
-        var step = 0, best: ClassificationMetrics?, bestStep = 0, sinceBest = 0
-        var rates: [Double] = [], losses: [Float] = [], curve: [(Int, Double)] = []
-        var trainSeconds = 0.0, stoppedEarly = false
+        /// Evaluates on the dev set (keeping the best model); true when early stopping ends the run.
         func evaluateNow(epoch: Double) throws -> Bool {
             let m = try evaluate()
-            let improved = best.map { m.accuracy > $0.accuracy } ?? true
+            let improved = st.best.map { m.accuracy > $0.accuracy } ?? true
             if improved {
-                best = m; bestStep = step; sinceBest = 0
+                st.best = m; st.bestStep = st.step; st.evaluationsWithoutImprovement = 0
                 try model.export(to: outDirectory, labels: labels)
                 try TokenizerLoader.copyTokenizerFiles(from: baseModel, to: outDirectory)
             } else {
-                sinceBest += 1
+                st.evaluationsWithoutImprovement += 1
             }
-            curve.append((step, m.accuracy))
+            st.curveSteps.append(st.step)
+            st.curveAccuracies.append(m.accuracy)
             var rec = m.json
-            rec["step"] = step; rec["epoch"] = epoch; rec["best"] = improved
-            append(rec)
-            onEvent(.evaluation(step: step, epoch: epoch, metrics: m, isBest: improved))
-            if o.patience > 0 && sinceBest >= o.patience {
-                stoppedEarly = true
-                onEvent(.earlyStop(step: step, bestStep: bestStep, bestAccuracy: best?.accuracy ?? 0))
+            rec["step"] = st.step; rec["epoch"] = epoch; rec["best"] = improved
+            try log.append(object: rec)
+            onEvent(.evaluation(step: st.step, epoch: epoch, metrics: m, isBest: improved))
+            if o.patience > 0 && st.evaluationsWithoutImprovement >= o.patience {
+                st.stoppedEarly = true
+                onEvent(.earlyStop(step: st.step, bestStep: st.bestStep, bestAccuracy: st.best?.accuracy ?? 0))
                 return true
             }
             return false
         }
-        training: for epoch in 0..<o.epochs {
+        let startEpoch = st.step / stepsPerEpoch, startOffset = (st.step % stepsPerEpoch) * B
+        training: for epoch in startEpoch..<o.epochs {
             let idx = order(epoch: epoch)
-            for start in stride(from: 0, to: idx.count, by: B) {
-                if step >= total { break training }
+            for start in stride(from: epoch == startEpoch ? startOffset : 0, to: idx.count, by: B) {
+                if st.step >= total { break training }
                 let t0 = DispatchTime.now()
                 let members = idx[start..<min(idx.count, start + B)]
                 let batch = BertBatch(sequences: members.map { train.ids[$0] })
@@ -208,34 +252,38 @@ public final class ClassifierTrainer {
                     ? clipGradientNorm(model.grads.storage.base, count: model.grads.count, maxNorm: o.gradientClip, pool: pool)
                     : gradientNorm(model.grads.storage.base, count: model.grads.count, pool: pool)
                 guard loss.isFinite, norm.isFinite else {
-                    throw LMError(.invalidInput, "training diverged: the loss became \(loss) at step \(step + 1) — lower --lr (now \(o.learningRate)); the best model so far is in \(outDirectory)")
+                    throw LMError(.invalidInput, "training diverged: the loss became \(loss) at step \(st.step + 1) — lower --lr (now \(o.learningRate)); the best model so far is in \(outDirectory)")
                 }
-                let lr = schedule.learningRate(at: step)
+                let lr = schedule.learningRate(at: st.step)
                 optimizer.step(params: model.params.storage.base, grads: model.grads.storage.base, lr: lr, pool: pool)
                 let dt = Double(DispatchTime.now().uptimeNanoseconds - t0.uptimeNanoseconds) / 1e9
-                trainSeconds += dt
-                step += 1
-                rates.append(Double(members.count) / dt)
-                losses.append(loss)
-                if step % o.logInterval == 0 || step == 1 {
-                    let recent = losses.suffix(o.logInterval)
-                    append(["step": step, "epoch": epoch, "train_loss": Double(recent.reduce(0, +)) / Double(recent.count),
-                            "lr": Double(lr), "ms_per_step": dt * 1000, "examples_per_s": Double(members.count) / dt,
-                            "grad_norm": Double(norm)])
+                st.trainSeconds += dt
+                st.step += 1
+                st.examplesPerSecond.append(Double(members.count) / dt)
+                st.recentLosses.append(loss)
+                if st.recentLosses.count > o.logInterval { st.recentLosses.removeFirst(st.recentLosses.count - o.logInterval) }
+                if st.step % o.logInterval == 0 || st.step == 1 {
+                    try log.append(object: [
+                        "step": st.step, "epoch": epoch,
+                        "train_loss": Double(st.recentLosses.reduce(0, +)) / Double(st.recentLosses.count),
+                        "lr": Double(lr), "ms_per_step": dt * 1000, "examples_per_s": Double(members.count) / dt,
+                        "grad_norm": Double(norm)])
                 }
-                onEvent(.step(step: step, epoch: epoch, loss: loss, lr: lr, examplesPerSecond: Double(members.count) / dt))
+                onEvent(.step(step: st.step, epoch: epoch, loss: loss, lr: lr, examplesPerSecond: Double(members.count) / dt))
                 let endOfEpoch = start + B >= idx.count
-                if (o.evalInterval > 0 && step % o.evalInterval == 0 && !endOfEpoch) || (step == total && !endOfEpoch) {
-                    if try evaluateNow(epoch: Double(step) / Double(stepsPerEpoch)) { break training }
+                var evaluated = false, stop = false
+                if !endOfEpoch && ((o.evalInterval > 0 && st.step % o.evalInterval == 0) || st.step == total) {
+                    evaluated = true
+                    stop = try evaluateNow(epoch: Double(st.step) / Double(stepsPerEpoch))
+                } else if endOfEpoch {
+                    evaluated = true
+                    stop = try evaluateNow(epoch: Double(epoch + 1))
                 }
-            }
-            if step <= total, (step % stepsPerEpoch == 0 || step == total), curve.last?.0 != step {
-                if try evaluateNow(epoch: Double(epoch + 1)) { break training }
+                if stop || st.step == total { st.finished = true }
+                if evaluated || st.finished || st.step % o.checkpointInterval == 0 { try checkpoint() }
+                if stop { break training }
             }
         }
-        let sorted = rates.dropFirst(min(5, rates.count / 2)).sorted()
-        return ClassifierTrainingSummary(steps: step, bestStep: bestStep, best: best!,
-                                         medianExamplesPerSecond: sorted.isEmpty ? 0 : sorted[sorted.count / 2],
-                                         trainSeconds: trainSeconds, stoppedEarly: stoppedEarly, curve: curve)
+        return summary()
     }
 }

@@ -126,7 +126,7 @@ public struct LabelledExamples: Sendable {
 }
 
 /// Accuracy, per-class precision / recall / F1 and the confusion matrix of predictions.
-public struct ClassificationMetrics: Sendable, Equatable {
+public struct ClassificationMetrics: Codable, Sendable, Equatable {
     public let labels: [String]
     /// confusion[truth][predicted]
     public let confusion: [[Int]]

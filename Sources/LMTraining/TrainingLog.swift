@@ -52,7 +52,16 @@ public final class TrainingLog {
     public func append(_ record: StepRecord) throws {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
-        var data = try encoder.encode(record)
+        try writeLine(try encoder.encode(record))
+    }
+
+    /// One JSON object per line, keys sorted (the classifier trainer's records).
+    public func append(object: [String: Any]) throws {
+        try writeLine(try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]))
+    }
+
+    private func writeLine(_ json: Data) throws {
+        var data = json
         data.append(0x0A)
         do {
             try handle.write(contentsOf: data)

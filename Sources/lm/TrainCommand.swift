@@ -217,12 +217,17 @@ struct FinetuneCommand: ParsableCommand {
         epoch and every --eval-interval steps (accuracy, precision, recall, F1, confusion matrix);
         the best model by dev accuracy is kept in --out (a folder for lm classify, with log.jsonl);
         --patience N stops after N evaluations without improvement. --steps N stops after N steps.
+        A checkpoint (parameters, optimizer moments, loop state) is written every
+        --checkpoint-interval steps (default 100) and after every evaluation: --resume continues a
+        killed run exactly where it left off, with the options and labels it was started with.
 
         Examples:
           lm finetune --model runs/shakespeare --corpus sonnets.txt --steps 500 --out runs/sonnets
           lm finetune --model gpt2 --corpus notes.txt --freeze 0,1,2 --context 128 --batch 4 --out runs/notes
           lm finetune --task classify --model ../shared/models/minilm-l6-v2 --train ../shared/data/sst2/train.tsv \\
             --dev ../shared/data/sst2/dev.tsv --labels negative,positive --epochs 2 --lr 5e-5 --batch 32 --max-length 64 --out runs/sst2
+          lm finetune --task classify --model ../shared/models/minilm-l6-v2 --train ../shared/data/sst2/train.tsv \
+            --dev ../shared/data/sst2/dev.tsv --out runs/sst2 --resume
         """)
     )
 
@@ -265,10 +270,11 @@ struct FinetuneCommand: ParsableCommand {
         if let v = flags.patience { o.patience = v }
         if let v = flags.seed { o.seed = v }
         if let v = flags.logInterval { o.logInterval = v }
+        if let v = flags.checkpointInterval { o.checkpointInterval = v }
         o.maxSteps = flags.steps
         let names = labels.map { $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } }
         let trainer = try ClassifierTrainer(model: model, train: train, dev: dev, labels: names, options: o, out: flags.out,
-                                            pool: pool) { e in
+                                            resume: flags.resume, pool: pool) { e in
             switch e {
             case .info(let text): printError(text)
             case .plan(let p): printMemoryPlan(.plan(p))

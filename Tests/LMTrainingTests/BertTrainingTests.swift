@@ -100,24 +100,7 @@ final class BertTrainingTests: XCTestCase {
     /// writes a model folder that `BertTextPipeline` reads back with the same predictions.
     func testClassifierTrainerLearnsAToyTaskAndKeepsTheBestModel() throws {
         let dir = try TestPaths.temporaryDirectory("finetune")
-        let base = dir + "/base"
-        try FileManager.default.createDirectory(atPath: base, withIntermediateDirectories: true)
-        for f in ["config.json", "model.safetensors"] {
-            try FileManager.default.copyItem(atPath: try TestPaths.sharedFile("fixtures/bert-tiny-mlm/model-mlm/" + f), toPath: base + "/" + f)
-        }
-        for f in ["vocab.txt", "tokenizer_config.json"] {
-            try FileManager.default.copyItem(atPath: try TestPaths.sharedFile("models/minilm-l6-v2/" + f), toPath: base + "/" + f)
-        }
-        let good = ["great", "wonderful", "excellent", "lovely", "superb", "brilliant", "delightful", "fantastic"]
-        let bad = ["awful", "terrible", "boring", "dreadful", "horrible", "dull", "poor", "bad"]
-        var train = "sentence\tlabel\n", devText = "sentence\tlabel\n"
-        for (g, b) in zip(good, bad) {
-            for t in ["a \(g) film", "the film was \(g)", "\(g) acting"] { train += "\(t) \t1\n" }
-            for t in ["a \(b) film", "the film was \(b)", "\(b) acting"] { train += "\(t) \t0\n" }
-            devText += "really \(g) \t1\nreally \(b) \t0\n"
-        }
-        try train.write(toFile: dir + "/train.tsv", atomically: true, encoding: .utf8)
-        try devText.write(toFile: dir + "/dev.tsv", atomically: true, encoding: .utf8)
+        let base = try ToyClassificationTask.make(in: dir)
         var o = ClassifierTrainingOptions()
         o.epochs = 30; o.batch = 8; o.maxLength = 16; o.learningRate = 3e-3; o.dropout = 0; o.patience = 0
         var evaluations = 0
@@ -132,5 +115,72 @@ final class BertTrainingTests: XCTestCase {
         let p = try pipeline.probabilities(["really wonderful", "really dull"])
         XCTAssertGreaterThan(p[0][1], 0.5); XCTAssertGreaterThan(p[1][0], 0.5)
         XCTAssertTrue(FileManager.default.fileExists(atPath: dir + "/out/log.jsonl"))
+    }
+
+    /// Log lines without their timing fields (which differ between runs).
+    func classifierLog(_ run: String) throws -> [String] {
+        try String(contentsOfFile: run + "/log.jsonl", encoding: .utf8).split(separator: "\n").map { line in
+            var obj = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
+            obj["ms_per_step"] = nil
+            obj["examples_per_s"] = nil
+            return String(decoding: try JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys]), as: UTF8.self)
+        }
+    }
+
+    /// A run "killed" mid-epoch (its folder copied as it was at that moment: the last checkpoint,
+    /// log lines past it, a best model exported after it) and resumed ends exactly like the run
+    /// that never stopped: the same log to the bit (losses, gradient norms, evaluations, with
+    /// dropout on) and the same best model.
+    func testKilledClassifierRunResumesExactly() throws {
+        let dir = try TestPaths.temporaryDirectory("finetune-resume")
+        let base = try ToyClassificationTask.make(in: dir)
+        var o = ClassifierTrainingOptions()
+        o.epochs = 6; o.batch = 8; o.maxLength = 16; o.learningRate = 1e-3; o.dropout = 0.1
+        o.evalInterval = 4; o.checkpointInterval = 5; o.logInterval = 3
+        func trainer(_ out: String, resume: Bool = false) throws -> ClassifierTrainer {
+            try ClassifierTrainer(model: base, train: dir + "/train.tsv", dev: dir + "/dev.tsv", labels: ["negative", "positive"],
+                                  options: o, out: out, resume: resume, pool: pool)
+        }
+        // The reference run, with copies of its folder taken as steps 10 and 23 finish: their
+        // checkpoints are those written after the evaluations at steps 8 and 20, with the log
+        // lines of steps 9 and 21 after them.
+        let snapshots = [10, 23]
+        let reference = dir + "/reference"
+        let full = try trainer(reference).run { e in
+            guard case .step(let step, _, _, _, _) = e, snapshots.contains(step) else { return }
+            try? FileManager.default.copyItem(atPath: reference, toPath: dir + "/killed-\(step)")
+        }
+        XCTAssertEqual(full.steps, 36)
+        let expected = try classifierLog(reference)
+        for step in snapshots {
+            let run = dir + "/killed-\(step)"
+            let state = try ClassifierCheckpoint.load(from: ClassifierCheckpoint.path(in: run)).state
+            XCTAssertLessThan(state.step, step, "the copy holds an earlier checkpoint")
+            let later = try classifierLog(run).filter { line in
+                let obj = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any]
+                return (obj?["step"] as? Int ?? 0) > state.step
+            }
+            XCTAssertFalse(later.isEmpty, "and log lines written after it")
+            let resumed = try trainer(run, resume: true).run()
+            XCTAssertEqual(resumed.steps, full.steps)
+            XCTAssertEqual(resumed.bestStep, full.bestStep)
+            XCTAssertEqual(resumed.best, full.best)
+            XCTAssertEqual(resumed.curve.map(\.step), full.curve.map(\.step))
+            XCTAssertEqual(try classifierLog(run), expected, "resumed from step \(state.step): the same log, bit for bit")
+            let a = try SafeTensorsFile(path: reference + "/model.safetensors"), b = try SafeTensorsFile(path: run + "/model.safetensors")
+            XCTAssertEqual(a.names, b.names)
+            for name in a.names { XCTAssertEqual(try a.tensor(name).scalars, try b.tensor(name).scalars, name) }
+            // Resuming a finished run trains nothing and reports the same result.
+            let again = try trainer(run, resume: true).run()
+            XCTAssertEqual(again.steps, full.steps)
+            XCTAssertEqual(try classifierLog(run), expected)
+        }
+        // A new run over an existing one, or --resume without a checkpoint: clear errors.
+        XCTAssertThrowsError(try trainer(reference)) { e in
+            XCTAssertTrue((e as? LMError)?.message.contains("--resume") == true, "\(e)")
+        }
+        XCTAssertThrowsError(try trainer(dir + "/none", resume: true)) { e in
+            XCTAssertTrue((e as? LMError)?.message.contains("does not exist") == true, "\(e)")
+        }
     }
 }

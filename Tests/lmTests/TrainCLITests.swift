@@ -225,4 +225,62 @@ final class FinetuneCLITests: XCTestCase {
         let folder = try ModelFolder(path: out)
         XCTAssertEqual(try folder.decodeConfig(GPT2Config.self).vocabSize, 50257)
     }
+
+    /// `lm finetune --task classify`: a run killed with SIGKILL (twice, at random moments) and
+    /// resumed logs the same losses and evaluations and keeps the same best model as a run that
+    /// never stopped; an existing run is not overwritten; --resume without a checkpoint is an error.
+    func testKilledClassifierFinetuneResumesExactly() throws {
+        let base = try ToyClassificationTask.make(in: dir)
+        func args(_ out: String, _ extra: [String] = []) -> [String] {
+            ["finetune", "--task", "classify", "--model", base, "--train", dir + "/train.tsv", "--dev", dir + "/dev.tsv",
+             "--epochs", "12", "--batch", "8", "--max-length", "16", "--lr", "1e-3", "--dropout", "0.1",
+             "--checkpoint-interval", "4", "--log-interval", "3", "--threads", "1", "--out", out] + extra
+        }
+        func log(_ run: String) throws -> [String] {
+            try String(contentsOfFile: run + "/log.jsonl", encoding: .utf8).split(separator: "\n").map { line in
+                var obj = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
+                obj["ms_per_step"] = nil
+                obj["examples_per_s"] = nil
+                return String(decoding: try JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys]), as: UTF8.self)
+            }
+        }
+        let reference = dir + "/reference"
+        let r = try runProcess(lm, args(reference))
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let expected = try log(reference)
+        XCTAssertEqual(expected.filter { $0.contains("\"accuracy\"") }.count, 12, "one evaluation per epoch")
+
+        let run = dir + "/killed"
+        var generator = SystemRandomNumberGenerator()
+        for attempt in 0..<2 {
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: lm)
+            p.arguments = args(run, attempt == 0 ? [] : ["--resume"])
+            p.standardOutput = FileHandle.nullDevice
+            p.standardError = FileHandle.nullDevice
+            try p.run()
+            let t0 = Date()
+            while !FileManager.default.fileExists(atPath: run + "/checkpoint.safetensors") && Date().timeIntervalSince(t0) < 60 {
+                usleep(2_000)
+            }
+            usleep(UInt32.random(in: 1_000...40_000, using: &generator))
+            kill(p.processIdentifier, SIGKILL)
+            p.waitUntilExit()
+        }
+        let resumed = try runProcess(lm, args(run, ["--resume"]))
+        XCTAssertEqual(resumed.status, 0, resumed.stderr)
+        XCTAssertEqual(try log(run), expected, "a killed and resumed fine-tune logs the same, bit for bit")
+        let a = try SafeTensorsFile(path: reference + "/model.safetensors"), b = try SafeTensorsFile(path: run + "/model.safetensors")
+        XCTAssertEqual(a.names, b.names)
+        for name in a.names { XCTAssertEqual(try a.tensor(name).scalars, try b.tensor(name).scalars, name) }
+        let c = try runProcess(lm, ["classify", "--model", run, "really wonderful"])
+        XCTAssertEqual(c.status, 0, c.stderr)
+
+        let again = try runProcess(lm, args(reference))
+        XCTAssertNotEqual(again.status, 0, "an existing run is not overwritten without --resume")
+        XCTAssertTrue(again.stderr.contains("--resume"), again.stderr)
+        let none = try runProcess(lm, args(dir + "/nothing", ["--resume"]))
+        XCTAssertNotEqual(none.status, 0)
+        XCTAssertTrue(none.stderr.contains("does not exist"), none.stderr)
+    }
 }
