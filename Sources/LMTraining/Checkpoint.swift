@@ -85,11 +85,7 @@ public enum Checkpoint {
         /// Copies parameters and optimizer moments into a model and optimizer of the same shape.
         public func restore(into model: any TrainingObjective, optimizer: Optimizer) throws {
             try model.params.load(from: SafeTensorsWeightSource(file: file))
-            var moments: [String: Tensor] = [:]
-            for name in file.names where name.hasPrefix("optimizer.") {
-                moments[String(name.dropFirst("optimizer.".count))] = try file.tensor(name)
-            }
-            try optimizer.loadState(moments, stepCount: state.optimizerStep)
+            try optimizer.loadState(fromCheckpoint: file, stepCount: state.optimizerStep)
             try model.restoreRNG(state.rng)
         }
     }
@@ -101,15 +97,26 @@ public enum Checkpoint {
               let stateJSON = file.metadata["trainer_state"] else {
             throw LMError(.corruptFile, "'\(path)' is not a swift-lm training checkpoint (missing metadata) — start a new run without --resume")
         }
-        let decoder = JSONDecoder()
-        do {
-            return Loaded(file: file,
-                          options: try decoder.decode(TrainingOptions.self, from: Data(optionsJSON.utf8)),
-                          configJSON: configJSON,
-                          state: try decoder.decode(TrainerState.self, from: Data(stateJSON.utf8)),
-                          tokenizer: file.metadata["tokenizer"] ?? "")
-        } catch {
+        return Loaded(file: file, options: try decodeMetadata(TrainingOptions.self, optionsJSON, path: path),
+                      configJSON: configJSON, state: try decodeMetadata(TrainerState.self, stateJSON, path: path),
+                      tokenizer: file.metadata["tokenizer"] ?? "")
+    }
+
+    /// A JSON value from a checkpoint's metadata, or a one-line error naming the file.
+    static func decodeMetadata<T: Decodable>(_ type: T.Type, _ json: String, path: String) throws -> T {
+        do { return try JSONDecoder().decode(T.self, from: Data(json.utf8)) } catch {
             throw LMError(.corruptFile, "'\(path)' has unreadable training metadata (\(error)) — start a new run without --resume")
         }
+    }
+}
+
+extension Optimizer {
+    /// Restores the moments a checkpoint file stores as `optimizer.NAME` tensors.
+    func loadState(fromCheckpoint file: SafeTensorsFile, stepCount: Int) throws {
+        var moments: [String: Tensor] = [:]
+        for name in file.names where name.hasPrefix("optimizer.") {
+            moments[String(name.dropFirst("optimizer.".count))] = try file.tensor(name)
+        }
+        try loadState(moments, stepCount: stepCount)
     }
 }

@@ -73,11 +73,7 @@ public enum ClassifierCheckpoint {
         /// Copies parameters, optimizer moments and the dropout RNG into a model and optimizer of the same shape.
         public func restore(into model: BertTrainingModel, optimizer: Optimizer) throws {
             try model.params.load(from: SafeTensorsWeightSource(file: file))
-            var moments: [String: Tensor] = [:]
-            for name in file.names where name.hasPrefix("optimizer.") {
-                moments[String(name.dropFirst("optimizer.".count))] = try file.tensor(name)
-            }
-            try optimizer.loadState(moments, stepCount: state.optimizerStep)
+            try optimizer.loadState(fromCheckpoint: file, stepCount: state.optimizerStep)
             try model.restoreRNG(state.rng)
         }
     }
@@ -88,14 +84,8 @@ public enum ClassifierCheckpoint {
               let labelsJSON = file.metadata["labels"], let stateJSON = file.metadata["trainer_state"] else {
             throw LMError(.corruptFile, "'\(path)' is not a checkpoint of lm finetune --task classify — start a new run without --resume")
         }
-        let decoder = JSONDecoder()
-        do {
-            return Loaded(file: file,
-                          options: try decoder.decode(ClassifierTrainingOptions.self, from: Data(optionsJSON.utf8)),
-                          labels: try decoder.decode([String].self, from: Data(labelsJSON.utf8)),
-                          state: try decoder.decode(ClassifierTrainerState.self, from: Data(stateJSON.utf8)))
-        } catch {
-            throw LMError(.corruptFile, "'\(path)' has unreadable training metadata (\(error)) — start a new run without --resume")
-        }
+        return Loaded(file: file, options: try Checkpoint.decodeMetadata(ClassifierTrainingOptions.self, optionsJSON, path: path),
+                      labels: try Checkpoint.decodeMetadata([String].self, labelsJSON, path: path),
+                      state: try Checkpoint.decodeMetadata(ClassifierTrainerState.self, stateJSON, path: path))
     }
 }

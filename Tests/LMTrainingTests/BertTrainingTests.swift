@@ -117,16 +117,6 @@ final class BertTrainingTests: XCTestCase {
         XCTAssertTrue(FileManager.default.fileExists(atPath: dir + "/out/log.jsonl"))
     }
 
-    /// Log lines without their timing fields (which differ between runs).
-    func classifierLog(_ run: String) throws -> [String] {
-        try String(contentsOfFile: run + "/log.jsonl", encoding: .utf8).split(separator: "\n").map { line in
-            var obj = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
-            obj["ms_per_step"] = nil
-            obj["examples_per_s"] = nil
-            return String(decoding: try JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys]), as: UTF8.self)
-        }
-    }
-
     /// A run "killed" mid-epoch (its folder copied as it was at that moment: the last checkpoint,
     /// log lines past it, a best model exported after it) and resumed ends exactly like the run
     /// that never stopped: the same log to the bit (losses, gradient norms, evaluations, with
@@ -151,12 +141,12 @@ final class BertTrainingTests: XCTestCase {
             try? FileManager.default.copyItem(atPath: reference, toPath: dir + "/killed-\(step)")
         }
         XCTAssertEqual(full.steps, 36)
-        let expected = try classifierLog(reference)
+        let expected = try logLinesWithoutTiming(reference)
         for step in snapshots {
             let run = dir + "/killed-\(step)"
             let state = try ClassifierCheckpoint.load(from: ClassifierCheckpoint.path(in: run)).state
             XCTAssertLessThan(state.step, step, "the copy holds an earlier checkpoint")
-            let later = try classifierLog(run).filter { line in
+            let later = try logLinesWithoutTiming(run).filter { line in
                 let obj = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any]
                 return (obj?["step"] as? Int ?? 0) > state.step
             }
@@ -166,14 +156,12 @@ final class BertTrainingTests: XCTestCase {
             XCTAssertEqual(resumed.bestStep, full.bestStep)
             XCTAssertEqual(resumed.best, full.best)
             XCTAssertEqual(resumed.curve.map(\.step), full.curve.map(\.step))
-            XCTAssertEqual(try classifierLog(run), expected, "resumed from step \(state.step): the same log, bit for bit")
-            let a = try SafeTensorsFile(path: reference + "/model.safetensors"), b = try SafeTensorsFile(path: run + "/model.safetensors")
-            XCTAssertEqual(a.names, b.names)
-            for name in a.names { XCTAssertEqual(try a.tensor(name).scalars, try b.tensor(name).scalars, name) }
+            XCTAssertEqual(try logLinesWithoutTiming(run), expected, "resumed from step \(state.step): the same log, bit for bit")
+            try assertSameWeights(reference, run)
             // Resuming a finished run trains nothing and reports the same result.
             let again = try trainer(run, resume: true).run()
             XCTAssertEqual(again.steps, full.steps)
-            XCTAssertEqual(try classifierLog(run), expected)
+            XCTAssertEqual(try logLinesWithoutTiming(run), expected)
         }
         // A new run over an existing one, or --resume without a checkpoint: clear errors.
         XCTAssertThrowsError(try trainer(reference)) { e in

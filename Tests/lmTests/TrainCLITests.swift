@@ -24,46 +24,20 @@ final class TrainCLITests: XCTestCase {
          "--eval-batches", "4", "--checkpoint-interval", "10", "--log-interval", "5", "--threads", "1"] + extra
     }
 
-    /// Log lines without the timing fields (which differ between runs).
-    func losses(_ run: String) throws -> [String] {
-        try String(contentsOfFile: run + "/log.jsonl", encoding: .utf8).split(separator: "\n").map { line in
-            var obj = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
-            obj["ms_per_step"] = nil
-            obj["tokens_per_s"] = nil
-            return String(decoding: try JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys]), as: UTF8.self)
-        }
-    }
-
     func testKilledRunResumesExactly() throws {
         let reference = dir + "/reference"
         let r = try runProcess(lm, train(reference))
         XCTAssertEqual(r.status, 0, r.stderr)
-        let expected = try losses(reference)
+        let expected = try logLinesWithoutTiming(reference)
         XCTAssertEqual(expected.count, 31)
 
         // Kill with SIGKILL at a random moment after the first checkpoint, twice, then finish.
         let run = dir + "/killed"
-        var generator = SystemRandomNumberGenerator()
-        for attempt in 0..<2 {
-            let p = Process()
-            p.executableURL = URL(fileURLWithPath: lm)
-            p.arguments = train(run, attempt == 0 ? [] : ["--resume"])
-            p.standardOutput = FileHandle.nullDevice
-            p.standardError = FileHandle.nullDevice
-            try p.run()
-            let t0 = Date()
-            while !FileManager.default.fileExists(atPath: run + "/checkpoint.safetensors") && Date().timeIntervalSince(t0) < 60 {
-                usleep(2_000)
-            }
-            usleep(UInt32.random(in: 1_000...40_000, using: &generator))
-            kill(p.processIdentifier, SIGKILL)
-            p.waitUntilExit()
-        }
+        for attempt in 0..<2 { try killAfterFirstCheckpoint(lm, train(run, attempt == 0 ? [] : ["--resume"]), runDirectory: run) }
         let resumed = try runProcess(lm, train(run, ["--resume"]))
         XCTAssertEqual(resumed.status, 0, resumed.stderr)
-        XCTAssertEqual(try losses(run), expected, "a killed and resumed run logs the same losses, bit for bit")
-        let a = try SafeTensorsFile(path: reference + "/model.safetensors"), b = try SafeTensorsFile(path: run + "/model.safetensors")
-        for name in a.names { XCTAssertEqual(try a.tensor(name).scalars, try b.tensor(name).scalars, name) }
+        XCTAssertEqual(try logLinesWithoutTiming(run), expected, "a killed and resumed run logs the same losses, bit for bit")
+        try assertSameWeights(reference, run)
     }
 
     func testFullDiskWhileSavingKeepsThePreviousCheckpoint() throws {
@@ -146,7 +120,7 @@ final class TrainCLITests: XCTestCase {
         // --resume needs no --arch: the checkpoint says what the run is.
         let more = try runProcess(lm, ["train", "--corpus", corpus, "--out", out, "--resume", "--steps", "12", "--threads", "1"])
         XCTAssertEqual(more.status, 0, more.stderr)
-        XCTAssertEqual(try losses(out).map { $0.contains("\"step\":12") }, [false, false, false, true], "steps 1, 5, 10, then 12")
+        XCTAssertEqual(try logLinesWithoutTiming(out).map { $0.contains("\"step\":12") }, [false, false, false, true], "steps 1, 5, 10, then 12")
 
         let cases: [([String], String)] = [
             (["--arch", "bert"], "needs a WordPiece tokenizer: pass --tokenizer"),
@@ -236,43 +210,18 @@ final class FinetuneCLITests: XCTestCase {
              "--epochs", "12", "--batch", "8", "--max-length", "16", "--lr", "1e-3", "--dropout", "0.1",
              "--checkpoint-interval", "4", "--log-interval", "3", "--threads", "1", "--out", out] + extra
         }
-        func log(_ run: String) throws -> [String] {
-            try String(contentsOfFile: run + "/log.jsonl", encoding: .utf8).split(separator: "\n").map { line in
-                var obj = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
-                obj["ms_per_step"] = nil
-                obj["examples_per_s"] = nil
-                return String(decoding: try JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys]), as: UTF8.self)
-            }
-        }
         let reference = dir + "/reference"
         let r = try runProcess(lm, args(reference))
         XCTAssertEqual(r.status, 0, r.stderr)
-        let expected = try log(reference)
+        let expected = try logLinesWithoutTiming(reference)
         XCTAssertEqual(expected.filter { $0.contains("\"accuracy\"") }.count, 12, "one evaluation per epoch")
 
         let run = dir + "/killed"
-        var generator = SystemRandomNumberGenerator()
-        for attempt in 0..<2 {
-            let p = Process()
-            p.executableURL = URL(fileURLWithPath: lm)
-            p.arguments = args(run, attempt == 0 ? [] : ["--resume"])
-            p.standardOutput = FileHandle.nullDevice
-            p.standardError = FileHandle.nullDevice
-            try p.run()
-            let t0 = Date()
-            while !FileManager.default.fileExists(atPath: run + "/checkpoint.safetensors") && Date().timeIntervalSince(t0) < 60 {
-                usleep(2_000)
-            }
-            usleep(UInt32.random(in: 1_000...40_000, using: &generator))
-            kill(p.processIdentifier, SIGKILL)
-            p.waitUntilExit()
-        }
+        for attempt in 0..<2 { try killAfterFirstCheckpoint(lm, args(run, attempt == 0 ? [] : ["--resume"]), runDirectory: run) }
         let resumed = try runProcess(lm, args(run, ["--resume"]))
         XCTAssertEqual(resumed.status, 0, resumed.stderr)
-        XCTAssertEqual(try log(run), expected, "a killed and resumed fine-tune logs the same, bit for bit")
-        let a = try SafeTensorsFile(path: reference + "/model.safetensors"), b = try SafeTensorsFile(path: run + "/model.safetensors")
-        XCTAssertEqual(a.names, b.names)
-        for name in a.names { XCTAssertEqual(try a.tensor(name).scalars, try b.tensor(name).scalars, name) }
+        XCTAssertEqual(try logLinesWithoutTiming(run), expected, "a killed and resumed fine-tune logs the same, bit for bit")
+        try assertSameWeights(reference, run)
         let c = try runProcess(lm, ["classify", "--model", run, "really wonderful"])
         XCTAssertEqual(c.status, 0, c.stderr)
 
