@@ -146,7 +146,7 @@ public final class ClassifierTrainer {
             guard let found = source.resolve(name), let e = file.entries[found] else { return false }
             return e.shape == (try? model.params.tensor(name).shape)
         }
-        if !fresh.isEmpty { onEvent(.info("new parameters (random init): \(fresh.joined(separator: ", "))")) }
+        if !fresh.isEmpty && checkpoint == nil { onEvent(.info("new parameters (random init): \(fresh.joined(separator: ", "))")) }
         let P = model.params.count
         onEvent(.plan(MemoryPlan(parameters: P * 4, gradients: P * 4, optimizerState: 2 * P * 4,
                                  activations: model.activationBytes, available: Trainer.availableMemory())))

@@ -284,6 +284,7 @@ struct FinetuneCommand: ParsableCommand {
         var bar: ProgressBar?
         let summary = try trainer.run { e in
             switch e {
+            case .info(let text): printError(text)
             case .started(let total): bar = ProgressBar(total: total, label: "finetune")
             case .step(let step, let epoch, let loss, let lr, let rate):
                 bar?.update(step, fields: ["epoch \(epoch + 1)", String(format: "loss %.4f", loss), String(format: "lr %.2e", lr),
