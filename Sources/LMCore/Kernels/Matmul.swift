@@ -29,13 +29,15 @@ public func matmulForward(out: UnsafeMutablePointer<Float>, inp: UnsafePointer<F
         return
     }
     var beta: Float = accumulate ? 1 : 0
-    if let bias {
-        for n in 0..<N {
-            let o = out + n * OC
-            if accumulate {
-                for j in 0..<OC { o[j] += bias[j] }
-            } else {
-                o.update(from: bias, count: OC)
+    if let bias {  // the bias goes into C first (rows split across the pool), then C += A·W
+        pool.parallelFor(N, minimumPerThread: 16) { rows in
+            for n in rows {
+                let o = out + n * OC
+                if accumulate {
+                    for j in 0..<OC { o[j] += bias[j] }
+                } else {
+                    o.update(from: bias, count: OC)
+                }
             }
         }
         beta = 1
