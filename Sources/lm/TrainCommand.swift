@@ -226,7 +226,7 @@ struct FinetuneCommand: ParsableCommand {
           lm finetune --model gpt2 --corpus notes.txt --freeze 0,1,2 --context 128 --batch 4 --out runs/notes
           lm finetune --task classify --model ../shared/models/minilm-l6-v2 --train ../shared/data/sst2/train.tsv \\
             --dev ../shared/data/sst2/dev.tsv --labels negative,positive --epochs 2 --lr 5e-5 --batch 32 --max-length 64 --out runs/sst2
-          lm finetune --task classify --model ../shared/models/minilm-l6-v2 --train ../shared/data/sst2/train.tsv \
+          lm finetune --task classify --model ../shared/models/minilm-l6-v2 --train ../shared/data/sst2/train.tsv \\
             --dev ../shared/data/sst2/dev.tsv --out runs/sst2 --resume
         """)
     )
