@@ -2,22 +2,26 @@
 #include <immintrin.h>
 #include <string.h>
 #include "lm_transpose8.h"
+#include "quant.h"
 
 #define MR 6
 #define NR 16
 #define MC 144
 #define KC 384   // a multiple of 32: int8 blocks never straddle two k-blocks
+#define KC_MAX 512  // k-blocks of 256-weight block types (Q4_K, Q6_K) are 512 deep
 #define NC 2048
 
-size_t lm_sgemm_scratch_floats(void) { return MC * KC + KC * NC + MR * NR; }
+size_t lm_sgemm_scratch_floats(void) { return MC * KC_MAX + KC_MAX * NC + MR * NR + NR * KC_MAX; }
 
 // Where the packed B panels come from.
 typedef struct {
-    enum { B_KN, B_NK, B_Q8 } kind;
+    enum { B_KN, B_NK, B_Q8, B_BLOCKS } kind;
     const float *b;     // B_KN: (K, N); B_NK: (N, K)
-    size_t ldb;
+    size_t ldb;         // B_BLOCKS: bytes per row
     const int8_t *q;    // B_Q8: (N, ldb) int8, one float16 scale per 32 along k
     const uint16_t *d;
+    const void *w;      // B_BLOCKS: N rows of ggml blocks (`quant.h`)
+    int type;
 } bsource;
 
 #define AI static inline __attribute__((always_inline))
@@ -187,19 +191,45 @@ static void pack_b_q8(float *bp, const int8_t *q, const uint16_t *d, size_t ldb,
     }
 }
 
-static void pack_b(float *bp, const bsource *b, size_t k0, size_t kc, size_t j0, size_t nc) {
+// Like pack_b_nk for rows of ggml blocks: each of a panel's 16 rows is dequantized over
+// [k0, k0 + kc) into `rows` (16 × kc floats; k0 and kc multiples of the block size), then the
+// panel is transposed out of it in 8 × 8 blocks. Rows past nc are zero.
+static void pack_b_blocks(float *bp, float *rows, int type, const void *w, size_t row_bytes, size_t k0, size_t kc,
+                          size_t j0, size_t nc) {
+    const size_t skip = k0 / lm_quant_block_elems(type) * lm_quant_block_bytes(type);
+    for (size_t j = 0; j < nc; j += NR) {
+        const size_t cols = nc - j < NR ? nc - j : NR;
+        for (size_t c = 0; c < NR; c++) {
+            if (c < cols)
+                lm_dequantize(type, (const char *)w + (j0 + j + c) * row_bytes + skip, rows + c * kc, kc);
+            else
+                memset(rows + c * kc, 0, kc * sizeof(float));
+        }
+        float *dst = bp + j * kc;
+        size_t k = 0;
+        for (; k + 8 <= kc; k += 8) {
+            transpose8x8(dst + k * NR, NR, rows + k, kc);
+            transpose8x8(dst + k * NR + 8, NR, rows + 8 * kc + k, kc);
+        }
+        for (; k < kc; k++)  // F16 / BF16 rows whose length is not a multiple of 8
+            for (size_t c = 0; c < NR; c++) dst[k * NR + c] = rows[c * kc + k];
+    }
+}
+
+static void pack_b(float *bp, float *rows, const bsource *b, size_t k0, size_t kc, size_t j0, size_t nc) {
     switch (b->kind) {
     case B_KN: pack_b_kn(bp, b->b, b->ldb, k0, kc, j0, nc); break;
     case B_NK: pack_b_nk(bp, b->b, b->ldb, k0, kc, j0, nc); break;
     case B_Q8: pack_b_q8(bp, b->q, b->d, b->ldb, k0, kc, j0, nc); break;
+    case B_BLOCKS: pack_b_blocks(bp, rows, b->type, b->w, b->ldb, k0, kc, j0, nc); break;
     }
 }
 
 // C[i0..<i1, j0..<j1] (+)= A · op(B) (+ bias) (⊙ mul): BLIS-style loops over packed blocks.
 static void blocked(const float *A, size_t lda, const bsource *b, float *C, size_t ldc, size_t i0, size_t i1,
                     size_t j0, size_t j1, size_t K, const float *bias, int accumulate, const float *mul, size_t ldm,
-                    float *scratch) {
-    float *ap = scratch, *bpk = scratch + MC * KC, *edge = bpk + KC * NC;
+                    size_t kcmax, float *scratch) {
+    float *ap = scratch, *bpk = scratch + MC * KC_MAX, *edge = bpk + KC_MAX * NC, *rows = edge + MR * NR;
     if (K == 0) {  // C (+)= bias (or 0), times mul
         for (size_t i = i0; i < i1; i++)
             for (size_t j = j0; j < j1; j++) {
@@ -210,9 +240,9 @@ static void blocked(const float *A, size_t lda, const bsource *b, float *C, size
     }
     for (size_t jc = j0; jc < j1; jc += NC) {
         const size_t nc = j1 - jc < NC ? j1 - jc : NC;
-        for (size_t k0 = 0; k0 < K; k0 += KC) {
-            const size_t kc = K - k0 < KC ? K - k0 : KC;
-            pack_b(bpk, b, k0, kc, jc, nc);
+        for (size_t k0 = 0; k0 < K; k0 += kcmax) {
+            const size_t kc = K - k0 < kcmax ? K - k0 : kcmax;
+            pack_b(bpk, rows, b, k0, kc, jc, nc);
             const int load = k0 > 0 || accumulate, last = k0 + kc == K;
             for (size_t ic = i0; ic < i1; ic += MC) {
                 const size_t mc = i1 - ic < MC ? i1 - ic : MC;
@@ -251,12 +281,19 @@ static void blocked(const float *A, size_t lda, const bsource *b, float *C, size
 void lm_sgemm(int transB, const float *A, size_t lda, const float *B, size_t ldb, float *C, size_t ldc,
               size_t i0, size_t i1, size_t N, size_t K, const float *bias, const float *mul, size_t ldm,
               float *scratch) {
-    const bsource b = {transB ? B_NK : B_KN, B, ldb, NULL, NULL};
-    blocked(A, lda, &b, C, ldc, i0, i1, 0, N, K, bias, 0, mul, ldm, scratch);
+    const bsource b = {transB ? B_NK : B_KN, B, ldb, NULL, NULL, NULL, 0};
+    blocked(A, lda, &b, C, ldc, i0, i1, 0, N, K, bias, 0, mul, ldm, KC, scratch);
 }
 
 void lm_sgemm_q8(const float *A, size_t lda, const int8_t *wq, const uint16_t *wd, size_t K, float *C, size_t ldc,
                  size_t M, size_t j0, size_t j1, const float *bias, int accumulate, float *scratch) {
-    const bsource b = {B_Q8, NULL, K, wq, wd};
-    blocked(A, lda, &b, C, ldc, 0, M, j0, j1, K, bias, accumulate, NULL, 0, scratch);
+    const bsource b = {B_Q8, NULL, K, wq, wd, NULL, 0};
+    blocked(A, lda, &b, C, ldc, 0, M, j0, j1, K, bias, accumulate, NULL, 0, KC, scratch);
+}
+
+void lm_sgemm_blocks(const float *A, size_t lda, int type, const void *w, size_t row_bytes, size_t K, float *C,
+                     size_t ldc, size_t M, size_t j0, size_t j1, const float *bias, int accumulate, float *scratch) {
+    const bsource b = {B_BLOCKS, NULL, row_bytes, NULL, NULL, w, type};
+    blocked(A, lda, &b, C, ldc, 0, M, j0, j1, K, bias, accumulate, NULL, 0,
+            lm_quant_block_elems(type) > 32 ? KC_MAX : KC, scratch);
 }

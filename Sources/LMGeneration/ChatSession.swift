@@ -228,12 +228,14 @@ public final class ChatSession {
     public var cache: KVCache { generator.cache }
     public var cacheTailStart: Int { cacheEnd - (generator.history.count - keep) }
 
-    public init(model: any CausalLanguageModel, tokenizer: any Tokenizer, settings: ChatSettings = ChatSettings()) throws {
+    /// A session over a cache of `contextSize` positions (default: the model's context).
+    public init(model: any CausalLanguageModel, tokenizer: any Tokenizer, settings: ChatSettings = ChatSettings(),
+                contextSize: Int? = nil) throws {
         try settings.validate()
         self.model = model
         self.tokenizer = tokenizer
         self.settings = settings
-        generator = try TokenGenerator(model: model, settings: settings.sampler)
+        generator = try TokenGenerator(model: model, settings: settings.sampler, cache: model.makeCache(capacity: contextSize))
         try startContext()
     }
 
@@ -245,7 +247,7 @@ public final class ChatSession {
     /// Encodes the system text (closed by a paragraph break unless the format is raw) and runs
     /// it into an empty cache.
     private func startContext() throws {
-        generator.truncate(to: 0)
+        try generator.truncate(to: 0)
         tokens = []
         turns = []
         systemTokenCount = 0
@@ -465,14 +467,20 @@ public final class ChatSession {
         if m <= cache.remaining { return Array(tokens[cacheEnd..<n]) }
         let budget = cache.capacity - keep
         stats.contextShifts += 1
-        generator.truncate(to: keep)
         if m >= budget {
             // The new text alone fills the context: only its newest part is read.
+            try generator.truncate(to: keep)
             cacheEnd = n - budget
             return Array(tokens[cacheEnd..<n])
         }
-        // Keep the newest half of the context (more when the new text is longer).
+        // Keep the newest half of the context (more when the new text is longer): moved in the
+        // cache when the model can (rotary embeddings), else encoded again after the kept part.
         let from = n - min(n - keep, max(m, budget / 2))
+        let s = cacheTailStart
+        if from > s, generator.discard(keep..<(keep + min(from, cacheEnd) - s)) {
+            return Array(tokens[cacheEnd..<n])
+        }
+        try generator.truncate(to: keep)
         if from < cacheEnd {
             try generator.append(Array(tokens[from..<cacheEnd]))
             stats.reencodedTokens += cacheEnd - from
@@ -491,7 +499,7 @@ public final class ChatSession {
         if q >= cacheEnd { return }
         let s = cacheTailStart
         if q >= s {
-            generator.truncate(to: keep + (q - s))
+            try generator.truncate(to: keep + (q - s))
             cacheEnd = q
             return
         }
@@ -511,7 +519,7 @@ public final class ChatSession {
         let budget = cache.capacity - keep
         let span = q - keep
         let tailLength = max(0, span <= budget / 2 || q <= systemTokenCount ? min(span, budget) : budget / 2)
-        generator.truncate(to: keep)
+        try generator.truncate(to: keep)
         try generator.append(Array(tokens[(q - tailLength)..<q]))
         cacheEnd = q
     }
@@ -550,9 +558,11 @@ public final class ChatSession {
         let L = cache.length, W = cache.width
         var items: [(String, SafeTensorsWriter.Item)] = []
         for l in 0..<cache.layers {
+            // The positions the layer holds (the newest ones for a sliding-window layer).
+            let h = L - cache.base(l)
             for (name, base) in [("keys", cache.keys(l)), ("values", cache.values(l))] {
-                let bytes = [UInt8](UnsafeRawBufferPointer(start: base, count: L * W * 4))
-                items.append(("\(name).\(l)", .raw(dtype: .f32, shape: [L, W], bytes: bytes)))
+                let bytes = [UInt8](UnsafeRawBufferPointer(start: base, count: h * W * 4))
+                items.append(("\(name).\(l)", .raw(dtype: .f32, shape: [h, W], bytes: bytes)))
             }
         }
         let file = ChatSessionFile(
@@ -627,6 +637,7 @@ public final class ChatSession {
         var notes: [String] = []
         let kvPath = ((path as NSString).deletingLastPathComponent as NSString).appendingPathComponent(c.file)
         var kv: SafeTensorsFile? = nil
+        var held: [Int] = []
         if !FileIO.exists(kvPath) {
             notes.append("the KV-cache file '\(kvPath)' is missing: encoding the \(window.count) tokens of the context again")
         } else {
@@ -635,15 +646,20 @@ public final class ChatSession {
                 guard file.metadata["session"] == c.id else {
                     throw LMError(.corruptFile, "it belongs to another save")
                 }
+                var counts: [Int] = []
                 for l in 0..<cache.layers {
+                    let h = try file.rawBytes("keys.\(l)").entry.shape.first ?? -1
                     for name in ["keys.\(l)", "values.\(l)"] {
                         let (e, bytes) = try file.rawBytes(name)
-                        guard e.dtype == .f32, e.shape == [window.count, cache.width],
-                              bytes.count == window.count * cache.width * 4 else {
+                        guard e.dtype == .f32, e.shape == [h, cache.width], h <= window.count,
+                              bytes.count == h * cache.width * 4 else {
                             throw LMError(.shapeMismatch, "'\(name)' is \(e.dtype.rawValue) \(e.shape)")
                         }
                     }
+                    counts.append(h)
                 }
+                try cache.validateRestore(length: window.count, held: counts)
+                held = counts
                 kv = file
             } catch {
                 notes.append("the KV-cache file '\(kvPath)' does not match (\(Self.describe(error))): encoding the \(window.count) tokens of the context again")
@@ -666,12 +682,12 @@ public final class ChatSession {
             for l in 0..<cache.layers {
                 for (name, base) in [("keys.\(l)", cache.keys(l)), ("values.\(l)", cache.values(l))] {
                     let (_, bytes) = try kv.rawBytes(name)
-                    if let src = bytes.baseAddress, window.count > 0 {
-                        UnsafeMutableRawPointer(base).copyMemory(from: src, byteCount: window.count * rowBytes)
+                    if let src = bytes.baseAddress, held[l] > 0 {
+                        UnsafeMutableRawPointer(base).copyMemory(from: src, byteCount: held[l] * rowBytes)
                     }
                 }
             }
-            cache.advance(by: window.count)
+            try cache.restore(length: window.count, held: held)
             try g.assumeCached(window)
         } else {
             try g.append(window)

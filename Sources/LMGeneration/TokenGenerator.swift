@@ -63,8 +63,9 @@ public final class TokenGenerator {
     /// Tokens whose keys and values are in the cache, in order (for re-encoding a window).
     public private(set) var history: [Int] = []
 
-    /// What happens when the cache is full: re-encode the last half of the window (models with
-    /// learned absolute positions cannot shift their cache) and keep going, or stop.
+    /// What happens when the cache is full: drop the older half of the window and keep going
+    /// (moving the cached keys when the model can, as llama.cpp's context shift; otherwise —
+    /// learned absolute positions — encoding the newer half again), or stop.
     public var slideWhenFull = true
 
     /// Tokens at the start of the cache that a slide keeps in place (llama.cpp's `n_keep`: a
@@ -73,11 +74,32 @@ public final class TokenGenerator {
     public var keepFirst = 0
 
     /// Drops every cached position at and after `length`, from the cache and from `history`
-    /// (undo a turn, sample a reply again). The sampler is not touched.
-    public func truncate(to length: Int) {
+    /// (undo a turn, sample a reply again). The sampler is not touched. When a sliding-window
+    /// layer no longer holds what the positions before `length` need, the kept tokens are encoded
+    /// again (the cache then holds exactly them).
+    public func truncate(to length: Int) throws {
         let n = max(0, min(length, history.count))
-        cache.truncate(to: n)
-        history.removeSubrange(n...)
+        if cache.canTruncate(to: n) {
+            cache.truncate(to: n)
+            history.removeSubrange(n...)
+            return
+        }
+        let kept = Array(history[0..<n])
+        cache.reset()
+        history = []
+        try append(kept)
+    }
+
+    /// Removes the cached positions in `range` (from the cache and `history`) and moves the later
+    /// ones down without encoding anything again (llama.cpp's context shift), when the model's
+    /// keys can move (rotary embeddings). Returns false, changing nothing, when they cannot.
+    public func discard(_ range: Range<Int>) -> Bool {
+        guard model.canShiftCache, history.count == cache.length,
+              range.lowerBound >= 0, range.upperBound <= history.count else { return false }
+        guard !range.isEmpty else { return true }
+        guard model.shiftCache(cache, removing: range) else { return false }
+        history.removeSubrange(range)
+        return true
     }
 
     /// Runs `tokens` through the model into the cache after what it holds, without sampling
@@ -129,16 +151,18 @@ public final class TokenGenerator {
                 // Keep the first `keepFirst` positions in place; encode the newest half of the
                 // rest again right after them.
                 let kept = min(keepFirst, cache.capacity / 2)
-                let tail = Array(history.suffix((cache.capacity - kept) / 2))
-                if tail.isEmpty { break }
-                cache.truncate(to: kept)
-                history.removeSubrange(kept...)
-                history += tail
-                _ = try tail.map { Int32($0) }.withUnsafeBufferPointer {
-                    try model.forward(tokens: $0, cache: cache, allLogits: false)
-                }
+                let tailCount = (cache.capacity - kept) / 2
+                if tailCount == 0 { break }
                 stats.contextShifts += 1
-                stats.reencodedTokens += tail.count
+                if !discard(kept..<(history.count - tailCount)) {
+                    let tail = Array(history.suffix(tailCount))
+                    try truncate(to: kept)
+                    history += tail
+                    _ = try tail.map { Int32($0) }.withUnsafeBufferPointer {
+                        try model.forward(tokens: $0, cache: cache, allLogits: false)
+                    }
+                    stats.reencodedTokens += tail.count
+                }
             }
             step[0] = Int32(token)
             logits = try model.forward(tokens: UnsafeBufferPointer(start: step, count: 1), cache: cache, allLogits: false)

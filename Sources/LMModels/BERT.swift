@@ -221,6 +221,19 @@ public struct BertBatch: Sendable {
 /// let embeddings = try model.sentenceEmbeddings(batch)      // (S, C), L2-normalised
 /// ```
 public final class BertModel: @unchecked Sendable {
+    /// BERT is an encoder: the registry knows it for its tensor table (quantizing), not as a causal LM.
+    public static let architecture = Architecture(
+        name: "bert", modelTypes: ["bert"],
+        tensorTable: { folder in
+            let config = try folder.decodeConfig(BertConfig.self)
+            try config.validate()
+            let file = try folder.openWeights()
+            return file.names.compactMap { name -> TensorSpec? in
+                guard let e = file.entries[name], e.dtype != .i64 else { return nil }  // position_ids
+                return TensorSpec(name, e.shape, BertConfig.role(of: name, rank: e.shape.count), layer: BertConfig.layer(of: name))
+            }
+        })
+
     public let config: BertConfig
     public let pool: ThreadPool
     public let parameterCount: Int
@@ -264,10 +277,10 @@ public final class BertModel: @unchecked Sendable {
     private let q8ws: Q8Workspace
 
     /// Builds the model from Hugging Face-named tensors (`bert.` prefix optional). Heads load
-    /// when their tensors are present; `quantize` makes the linear layers and the word
+    /// when their tensors are present; `convertTo: .q8` makes the linear layers and the word
     /// embeddings Q8 as they load (Q8 tensors in the source load as Q8 in any case).
     public init(config: BertConfig, source: WeightSource, heads: Heads, pool: ThreadPool = Threads.shared,
-                quantize: Bool = false) throws {
+                convertTo: WeightType? = nil) throws {
         try config.validate()
         self.config = config
         self.pool = pool
@@ -280,11 +293,9 @@ public final class BertModel: @unchecked Sendable {
             let s = shapes[name]!
             if let q = try source.q8(name, rows: s[0], cols: s[1]) { return .q8(q) }
             let w = try get(name)
-            if quantize {
-                defer { source.done(with: name) }
-                return .q8(Q8Matrix.quantize(w.data, rows: s[0], cols: s[1]))
-            }
-            return .float(w)
+            let converted = try LinearWeights.converting(w, to: convertTo)
+            if converted.isQuantized { source.done(with: name) }
+            return converted
         }
         /// query, key and value stacked into one (3C, C) matrix (a copy).
         func stacked(_ p: String) throws -> LinearWeights {
@@ -370,7 +381,7 @@ public final class BertModel: @unchecked Sendable {
     }
 
     /// Loads a Hugging Face BERT folder (float or swift-lm Q8); names with or without `bert.`.
-    public convenience init(folder: ModelFolder, pool: ThreadPool = Threads.shared, quantize: Bool = false) throws {
+    public convenience init(folder: ModelFolder, pool: ThreadPool = Threads.shared, convertTo: WeightType? = nil) throws {
         guard folder.modelType == "bert" else {
             throw LMError(.invalidConfig, "'\(folder.path)' is a \(folder.modelType) model, not bert")
         }
@@ -387,7 +398,7 @@ public final class BertModel: @unchecked Sendable {
             }
             heads.classifierLabels = e.shape[0]
         }
-        try self.init(config: config, source: source, heads: heads, pool: pool, quantize: quantize)
+        try self.init(config: config, source: source, heads: heads, pool: pool, convertTo: convertTo)
     }
 
     /// Activations of one batch (grown as needed, reused across calls).
@@ -467,7 +478,7 @@ public final class BertModel: @unchecked Sendable {
             embeddingSumForward(out: out, lookups: [EmbeddingLookup(table: t.data, ids: ids),
                                                     EmbeddingLookup(table: positionEmbeddings.data, ids: positions),
                                                     EmbeddingLookup(table: typeEmbeddings.data, ids: types)], N: N, C: C, pool: pool)
-        case .q8:
+        case .q8, .blocks:
             for n in 0..<N { wordEmbeddings.row(Int(ids[n]), into: out + n * C) }
             let p = positionEmbeddings.data, t = typeEmbeddings.data
             for n in 0..<N {
@@ -575,5 +586,41 @@ public final class BertModel: @unchecked Sendable {
             }
         }
         return logits
+    }
+}
+
+extension BertConfig {
+    /// The role of a Hugging Face BERT tensor (names with or without `bert.`), for the tensor
+    /// table: linear weights and the word embeddings are quantizable; position and token-type
+    /// embeddings, LayerNorms, biases and the classifier are not.
+    public static func role(of name: String, rank: Int) -> TensorRole {
+        func has(_ s: String) -> Bool { name.contains(s) }
+        if rank != 2 {
+            if has("embeddings.LayerNorm") { return .embeddingNorm }
+            if has("attention.output.LayerNorm") { return .postAttentionNorm }
+            if has("predictions.transform.LayerNorm") { return .headNorm }
+            if has("output.LayerNorm") { return .postFFNNorm }
+            if name.hasPrefix("classifier.") { return .classifier }
+            return .bias
+        }
+        if has("word_embeddings") { return .tokenEmbedding }
+        if has("position_embeddings") { return .positionEmbedding }
+        if has("token_type_embeddings") { return .tokenTypeEmbedding }
+        if has("attention.self.query") { return .attentionQ }
+        if has("attention.self.key") { return .attentionK }
+        if has("attention.self.value") { return .attentionV }
+        if has("attention.output.dense") { return .attentionOutput }
+        if has("intermediate.dense") { return .ffnUp }
+        if has("output.dense") { return .ffnDown }
+        if has("pooler.dense") { return .pooler }
+        if has("predictions.transform.dense") { return .headTransform }
+        if name.hasPrefix("classifier.") { return .classifier }
+        return .output
+    }
+
+    /// The encoder layer of a tensor (`encoder.layer.N.`), or nil.
+    public static func layer(of name: String) -> Int? {
+        guard let r = name.range(of: "encoder.layer.") else { return nil }
+        return Int(name[r.upperBound...].prefix { $0.isNumber })
     }
 }

@@ -95,28 +95,36 @@ public struct GPT2Config: Codable, Sendable, Equatable {
         _ = try gelu
     }
 
+    /// Every parameter with its Hugging Face name, shape, role and layer, in `named_parameters()`
+    /// order. Conv1D weights are (in, out).
+    public var tensorTable: [TensorSpec] {
+        let C = nEmbd, F = innerSize
+        var t = [TensorSpec("transformer.wte.weight", [vocabSize, C], .tokenEmbedding),
+                 TensorSpec("transformer.wpe.weight", [nPositions, C], .positionEmbedding)]
+        for l in 0..<nLayer {
+            let p = "transformer.h.\(l)."
+            t += [
+                TensorSpec(p + "ln_1.weight", [C], .attentionNorm, layer: l), TensorSpec(p + "ln_1.bias", [C], .bias, layer: l),
+                TensorSpec(p + "attn.c_attn.weight", [C, 3 * C], .attentionQKV, layer: l, layout: .inOut),
+                TensorSpec(p + "attn.c_attn.bias", [3 * C], .bias, layer: l),
+                TensorSpec(p + "attn.c_proj.weight", [C, C], .attentionOutput, layer: l, layout: .inOut),
+                TensorSpec(p + "attn.c_proj.bias", [C], .bias, layer: l),
+                TensorSpec(p + "ln_2.weight", [C], .ffnNorm, layer: l), TensorSpec(p + "ln_2.bias", [C], .bias, layer: l),
+                TensorSpec(p + "mlp.c_fc.weight", [C, F], .ffnUp, layer: l, layout: .inOut),
+                TensorSpec(p + "mlp.c_fc.bias", [F], .bias, layer: l),
+                TensorSpec(p + "mlp.c_proj.weight", [F, C], .ffnDown, layer: l, layout: .inOut),
+                TensorSpec(p + "mlp.c_proj.bias", [C], .bias, layer: l),
+            ]
+        }
+        t += [TensorSpec("transformer.ln_f.weight", [C], .outputNorm), TensorSpec("transformer.ln_f.bias", [C], .bias)]
+        if !tieWordEmbeddings { t.append(TensorSpec("lm_head.weight", [vocabSize, C], .output)) }
+        return t
+    }
+
     /// Every parameter with its Hugging Face name and shape, in `named_parameters()` order.
     /// Conv1D weights are (in, out).
     public var parameterLayout: [(name: String, shape: [Int])] {
-        let C = nEmbd, F = innerSize
-        var layout: [(name: String, shape: [Int])] = [
-            ("transformer.wte.weight", [vocabSize, C]),
-            ("transformer.wpe.weight", [nPositions, C]),
-        ]
-        for l in 0..<nLayer {
-            let p = "transformer.h.\(l)."
-            layout += [
-                (p + "ln_1.weight", [C]), (p + "ln_1.bias", [C]),
-                (p + "attn.c_attn.weight", [C, 3 * C]), (p + "attn.c_attn.bias", [3 * C]),
-                (p + "attn.c_proj.weight", [C, C]), (p + "attn.c_proj.bias", [C]),
-                (p + "ln_2.weight", [C]), (p + "ln_2.bias", [C]),
-                (p + "mlp.c_fc.weight", [C, F]), (p + "mlp.c_fc.bias", [F]),
-                (p + "mlp.c_proj.weight", [F, C]), (p + "mlp.c_proj.bias", [C]),
-            ]
-        }
-        layout += [("transformer.ln_f.weight", [C]), ("transformer.ln_f.bias", [C])]
-        if !tieWordEmbeddings { layout.append(("lm_head.weight", [vocabSize, C])) }
-        return layout
+        tensorTable.map { ($0.name, $0.shape) }
     }
 }
 
@@ -127,13 +135,26 @@ public struct GPT2Config: Codable, Sendable, Equatable {
 /// of the checkpoint is converted once at load). Embeddings, LayerNorms and biases stay
 /// zero-copy views of the checkpoint.
 public final class GPT2Model: CausalLanguageModel, @unchecked Sendable {
+    public static let architecture = Architecture(
+        name: "gpt2", modelTypes: ["gpt2"],
+        loadFolder: { try GPT2Model(folder: $0, maxBatch: $1.maxBatch, pool: $1.pool, convertTo: $1.convertTo) },
+        tensorTable: { try $0.decodeConfig(GPT2Config.self).tensorTable })
+
     public let config: GPT2Config
     public var modelType: String { "gpt2" }
     public var vocabularySize: Int { config.vocabSize }
     public var contextLength: Int { config.nPositions }
     public var bosTokenID: Int? { config.bosTokenID }
     public var eosTokenID: Int? { config.eosTokenID }
+    public var layerCount: Int { config.nLayer }
     public let parameterCount: Int
+    public var weightTypes: [String: Int] {
+        var types: [String: Int] = [:]
+        for m in layers.flatMap({ [$0.attnW, $0.projW, $0.fcW, $0.fcProjW] }) + (config.tieWordEmbeddings ? [wte] : [wte, lmHead]) {
+            types[m.type.rawValue, default: 0] += 1
+        }
+        return types
+    }
 
     struct Layer {
         let ln1w, ln1b: Tensor            // (C)
@@ -187,10 +208,10 @@ public final class GPT2Model: CausalLanguageModel, @unchecked Sendable {
     }
 
     /// Builds the model from Hugging Face-named tensors in the checkpoint layout. Weights the
-    /// source holds in Q8 load as Q8; with `quantize`, float linear weights (and the token
+    /// source holds in Q8 load as Q8; with `convertTo: .q8`, float linear weights (and the token
     /// embedding / LM head) are quantized to Q8 as they load.
     public init(config: GPT2Config, source: WeightSource, maxBatch: Int = 512,
-                pool: ThreadPool = Threads.shared, quantize: Bool = false) throws {
+                pool: ThreadPool = Threads.shared, convertTo: WeightType? = nil) throws {
         try config.validate()
         self.config = config
         self.pool = pool
@@ -208,9 +229,9 @@ public final class GPT2Model: CausalLanguageModel, @unchecked Sendable {
                 w = Tensor(zeros: [rows, cols])
                 transpose(out: w.data, inp: src.data, rows: s[0], cols: s[1])
             }
-            defer { if transposed || quantize { source.done(with: name) } }
-            if quantize { return .q8(Q8Matrix.quantize(w.data, rows: rows, cols: cols)) }
-            return .float(w)
+            let converted = try LinearWeights.converting(w, to: convertTo)
+            if transposed || converted.isQuantized { source.done(with: name) }
+            return converted
         }
 
         wte = try linear("transformer.wte.weight", transposed: false)
@@ -243,18 +264,18 @@ public final class GPT2Model: CausalLanguageModel, @unchecked Sendable {
     /// Loads a Hugging Face GPT-2 folder (float or swift-lm Q8); tensor names with or without the
     /// `transformer.` prefix.
     public convenience init(folder: ModelFolder, maxBatch: Int = 512, pool: ThreadPool = Threads.shared,
-                            quantize: Bool = false) throws {
+                            convertTo: WeightType? = nil) throws {
         let config = try folder.decodeConfig(GPT2Config.self)
         try config.validate()
         let source = SafeTensorsWeightSource(file: try folder.openWeights(), optionalPrefixes: ["transformer."])
-        try self.init(config: config, source: source, maxBatch: maxBatch, pool: pool, quantize: quantize)
+        try self.init(config: config, source: source, maxBatch: maxBatch, pool: pool, convertTo: convertTo)
     }
 
     /// A model with random weights (N(0, 0.02²) matrices, unit LayerNorm scales, zero biases),
-    /// for benchmarks and tests; `quantize` makes its linear layers Q8.
+    /// for benchmarks and tests; `convertTo: .q8` makes its linear layers Q8.
     public convenience init(randomWith config: GPT2Config, seed: UInt64, pool: ThreadPool = Threads.shared,
-                            quantize: Bool = false) throws {
-        try self.init(config: config, source: RandomWeightSource(seed: seed), pool: pool, quantize: quantize)
+                            convertTo: WeightType? = nil) throws {
+        try self.init(config: config, source: RandomWeightSource(seed: seed), pool: pool, convertTo: convertTo)
     }
 
     public func makeCache(capacity: Int?) -> KVCache {
@@ -262,11 +283,11 @@ public final class GPT2Model: CausalLanguageModel, @unchecked Sendable {
                 width: config.nEmbd)
     }
 
-    public func forward(tokens: UnsafeBufferPointer<Int32>, cache: KVCache, allLogits: Bool) throws
+    public func forward(tokens: UnsafeBufferPointer<Int32>, cache: KVCache, logitsFrom: Int) throws
         -> UnsafeMutableBufferPointer<Float> {
-        try validate(tokens: tokens, cache: cache)
+        try validate(tokens: tokens, cache: cache, logitsFrom: logitsFrom)
         let T = tokens.count, V = config.vocabSize, C = config.nEmbd
-        let rows = allLogits ? T : 1
+        let rows = T - logitsFrom
         if ws.logits.shape[0] < rows { ws.logits = Tensor(zeros: [rows, V]) }
         var done = 0
         while done < T {
@@ -274,13 +295,13 @@ public final class GPT2Model: CausalLanguageModel, @unchecked Sendable {
             for i in 0..<B { ws.ids[i] = tokens[done + i] }
             forwardChunk(B: B, cache: cache)
             defer { done += B }
-            // Final LayerNorm and LM head: every row when all logits are wanted, else only the last token.
-            if !allLogits && done + B < T { continue }
-            let first = allLogits ? 0 : B - 1
+            // Final LayerNorm and LM head on the rows whose logits are wanted.
+            let first = max(0, logitsFrom - done)
+            if first >= B { continue }
             let n = B - first
             layerNormForward(out: ws.h.data, mean: nil, rstd: nil, inp: ws.x.data + first * C,
                              weight: lnfW.data, bias: lnfB.data, N: n, C: C, eps: config.layerNormEpsilon, pool: pool)
-            let dest = allLogits ? ws.logits.data + done * V : ws.logits.data
+            let dest = ws.logits.data + (done + first - logitsFrom) * V
             lmHead.forward(out: dest, inp: ws.h.data, bias: nil, N: n, workspace: q8ws, pool: pool)
         }
         return UnsafeMutableBufferPointer(start: ws.logits.data, count: rows * V)

@@ -1,16 +1,27 @@
 import CKernels
 import LMCore
 
-/// The weight of a linear layer, held (out, in): float, or int8 blocks (Q8).
-/// Models call `forward` and never care which.
+/// The weight of a linear layer, held (out, in): float32, swift-lm's int8 blocks (Q8), or the
+/// block types of GGUF files (`BlockMatrix`: F16, BF16, Q8_0, Q5_0, Q4_K, Q6_K). Models call
+/// `forward` and `row` and never care which; `type` says which (see `WeightType`).
 public enum LinearWeights: @unchecked Sendable {
     case float(Tensor)   // (out, in)
     case q8(Q8Matrix)
+    case blocks(BlockMatrix)
+
+    public var type: WeightType {
+        switch self {
+        case .float: return .f32
+        case .q8: return .q8
+        case .blocks(let b): return b.type
+        }
+    }
 
     public var rows: Int {
         switch self {
         case .float(let t): return t.shape[0]
         case .q8(let q): return q.rows
+        case .blocks(let b): return b.rows
         }
     }
 
@@ -18,16 +29,30 @@ public enum LinearWeights: @unchecked Sendable {
         switch self {
         case .float(let t): return t.shape[1]
         case .q8(let q): return q.logicalCols
+        case .blocks(let b): return b.cols
         }
     }
 
-    public var isQuantized: Bool { if case .q8 = self { return true }; return false }
+    /// Whether the weights are held in fewer bits than float32.
+    public var isQuantized: Bool { type != .f32 }
 
     /// Bytes the weights take in memory.
     public var bytes: Int {
         switch self {
         case .float(let t): return t.count * 4
         case .q8(let q): return q.bytes
+        case .blocks(let b): return b.bytes
+        }
+    }
+
+    /// Float weights converted to `type` (only `.q8` is a conversion swift-lm makes today;
+    /// `nil` or the same type keeps them). Quantized weights are never converted again.
+    public static func converting(_ w: Tensor, to type: WeightType?) throws -> LinearWeights {
+        switch type {
+        case nil, .f32?: return .float(w)
+        case .q8?: return .q8(Q8Matrix.quantize(w.data, rows: w.shape[0], cols: w.shape[1]))
+        case let t?:
+            throw LMError(.invalidArgument, "converting weights to \(t) is not supported yet — swift-lm converts float weights to int8 (Q8) only")
         }
     }
 
@@ -42,6 +67,8 @@ public enum LinearWeights: @unchecked Sendable {
         case .q8(let q):
             q8MatmulForward(out: out, inp: inp, weight: q, bias: bias, N: N, accumulate: accumulate,
                             workspace: workspace, pool: pool)
+        case .blocks(let b):
+            b.forward(out: out, inp: inp, bias: bias, N: N, accumulate: accumulate, pool: pool)
         }
     }
 
@@ -60,6 +87,8 @@ public enum LinearWeights: @unchecked Sendable {
                     out.update(from: buf.baseAddress!, count: q.logicalCols)
                 }
             }
+        case .blocks(let b):
+            b.row(r, into: out)
         }
     }
 }

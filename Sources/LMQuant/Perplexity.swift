@@ -38,16 +38,30 @@ public enum Perplexity {
         return min(c, maxChunks ?? c)
     }
 
-    public static func evaluate(_ model: any CausalLanguageModel, tokens: [Int], context: Int,
+    /// Window `c` of `tokens`, its first token replaced by `bos` when given (llama.cpp's
+    /// perplexity puts the BOS token first in every window of a model that adds one).
+    static func window(_ tokens: [Int], _ c: Int, context: Int, bos: Int?) -> [Int] {
+        var chunk = Array(tokens[(c * context)..<((c + 1) * context)])
+        if let bos { chunk[0] = bos }
+        return chunk
+    }
+
+    /// Perplexity of `tokens` in windows of `context`; `bos`: the token each window starts with
+    /// (for models that add a BOS token, as llama.cpp scores them), nil to keep the text's own.
+    public static func evaluate(_ model: any CausalLanguageModel, tokens: [Int], context: Int, bos: Int? = nil,
                                 maxChunks: Int? = nil, progress: (Int, Int) -> Void = { _, _ in }) throws -> Result {
         let n = try chunks(tokens.count, context: context, maxChunks: maxChunks)
         let V = model.vocabularySize
         var nll = 0.0, scored = 0
+        let first = context / 2
+        let cache = model.makeCache(capacity: context)
         for c in 0..<n {
-            let chunk = Array(tokens[(c * context)..<((c + 1) * context)])
-            let logits = try model.forward(tokens: chunk, cache: model.makeCache(capacity: context), allLogits: true)
-            for j in (context / 2)..<(context - 1) {
-                nll += negativeLogLikelihood(logits, row: j, V: V, target: chunk[j + 1])
+            let chunk = window(tokens, c, context: context, bos: bos)
+            cache.reset()
+            // Logits of the scored half only (row j − first predicts token j + 1).
+            let logits = try model.forward(tokens: chunk, cache: cache, logitsFrom: first)
+            for j in first..<(context - 1) {
+                nll += negativeLogLikelihood(logits, row: j - first, V: V, target: chunk[j + 1])
                 scored += 1
             }
             progress(c + 1, n)
@@ -58,7 +72,7 @@ public enum Perplexity {
 
     /// Both models over the same chunks in one pass.
     public static func compare(reference a: any CausalLanguageModel, candidate b: any CausalLanguageModel,
-                               tokens: [Int], context: Int, maxChunks: Int? = nil,
+                               tokens: [Int], context: Int, bos: Int? = nil, maxChunks: Int? = nil,
                                progress: (Int, Int) -> Void = { _, _ in }) throws -> Comparison {
         guard a.vocabularySize == b.vocabularySize else {
             throw LMError(.invalidArgument, "the two models have different vocabularies (\(a.vocabularySize) and \(b.vocabularySize))")
@@ -67,13 +81,14 @@ public enum Perplexity {
         let V = a.vocabularySize
         var nllA = 0.0, nllB = 0.0, kld = 0.0, agree = 0, scored = 0
         var pa = [Double](repeating: 0, count: V), pb = pa
+        let first = context / 2
         for c in 0..<n {
-            let chunk = Array(tokens[(c * context)..<((c + 1) * context)])
-            let la = try a.forward(tokens: chunk, cache: a.makeCache(capacity: context), allLogits: true)
-            let lb = try b.forward(tokens: chunk, cache: b.makeCache(capacity: context), allLogits: true)
-            for j in (context / 2)..<(context - 1) {
-                let ma = la.withUnsafeBufferPointer { logSoftmaxDouble($0.baseAddress! + j * V, count: V, into: &pa) }
-                let mb = lb.withUnsafeBufferPointer { logSoftmaxDouble($0.baseAddress! + j * V, count: V, into: &pb) }
+            let chunk = window(tokens, c, context: context, bos: bos)
+            let la = try a.forward(tokens: chunk, cache: a.makeCache(capacity: context), logitsFrom: first)
+            let lb = try b.forward(tokens: chunk, cache: b.makeCache(capacity: context), logitsFrom: first)
+            for j in first..<(context - 1) {
+                let ma = la.withUnsafeBufferPointer { logSoftmaxDouble($0.baseAddress! + (j - first) * V, count: V, into: &pa) }
+                let mb = lb.withUnsafeBufferPointer { logSoftmaxDouble($0.baseAddress! + (j - first) * V, count: V, into: &pb) }
                 let t = chunk[j + 1]
                 nllA -= pa[t]
                 nllB -= pb[t]

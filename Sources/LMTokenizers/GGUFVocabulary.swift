@@ -1,147 +1,5 @@
 import LMCore
 
-/// One metadata value of a GGUF file.
-public indirect enum GGUFValue: Equatable, Sendable {
-    case uint(UInt64)
-    case int(Int64)
-    case float(Double)
-    case bool(Bool)
-    case string(String)
-    case array([GGUFValue])
-
-    public var intValue: Int? {
-        switch self {
-        case .uint(let v): return v <= UInt64(Int.max) ? Int(v) : nil
-        case .int(let v): return Int(v)
-        default: return nil
-        }
-    }
-    public var boolValue: Bool? {
-        if case .bool(let b) = self { return b }
-        return nil
-    }
-    public var stringValue: String? {
-        if case .string(let s) = self { return s }
-        return nil
-    }
-    public var arrayValue: [GGUFValue]? {
-        if case .array(let a) = self { return a }
-        return nil
-    }
-    public var doubleValue: Double? {
-        switch self {
-        case .float(let v): return v
-        case .int(let v): return Double(v)
-        case .uint(let v): return Double(v)
-        default: return nil
-        }
-    }
-}
-
-/// The metadata of a GGUF file (llama.cpp's format): magic `GGUF`, version (2 or 3), tensor
-/// count, key/value count, then typed key/value pairs, all little-endian. Tensor descriptions
-/// and data that follow the metadata are not read — this reader is for vocabularies.
-public struct GGUFMetadata: Sendable {
-    public let version: Int
-    public let tensorCount: Int
-    public let values: [String: GGUFValue]
-
-    /// Reads the metadata of the file at `path`.
-    public init(path: String) throws {
-        let file = try MappedFile(path: path)
-        do {
-            try self.init(bytes: file.bytes)
-        } catch let e as LMError {
-            throw LMError(e.kind, "'\(path)': \(e.message)")
-        }
-    }
-
-    public init(bytes: UnsafeRawBufferPointer) throws {
-        var r = Reader(bytes: bytes)
-        guard bytes.count >= 4, bytes[0] == 0x47, bytes[1] == 0x47, bytes[2] == 0x55, bytes[3] == 0x46 else {
-            throw LMError(.corruptFile, "not a GGUF file (it does not start with 'GGUF'); pass a llama.cpp .gguf vocabulary")
-        }
-        r.offset = 4
-        let version = Int(try r.u32())
-        guard version == 2 || version == 3 else {
-            throw LMError(.corruptFile, "GGUF version \(version) is not supported (only 2 and 3); convert it with a recent llama.cpp")
-        }
-        let tensors = try r.u64()
-        let count = try r.u64()
-        guard count <= UInt64(bytes.count) else {
-            throw LMError(.corruptFile, "GGUF header claims \(count) metadata entries in a \(bytes.count)-byte file; the file is corrupt")
-        }
-        var values: [String: GGUFValue] = [:]
-        for _ in 0..<count {
-            let key = try r.string()
-            let type = try r.u32()
-            values[key] = try r.value(type: type)
-        }
-        self.version = version
-        self.tensorCount = Int(clamping: tensors)
-        self.values = values
-    }
-
-    public subscript(key: String) -> GGUFValue? { values[key] }
-
-    /// A bounds-checked little-endian reader.
-    private struct Reader {
-        let bytes: UnsafeRawBufferPointer
-        var offset = 0
-
-        mutating func need(_ n: Int) throws {
-            guard n >= 0, offset + n <= bytes.count else {
-                throw LMError(.corruptFile, "GGUF metadata is truncated at byte \(offset) (needs \(n) more bytes); the file is incomplete")
-            }
-        }
-        mutating func load<T: FixedWidthInteger>(_: T.Type) throws -> T {
-            try need(MemoryLayout<T>.size)
-            let v = T(littleEndian: bytes.loadUnaligned(fromByteOffset: offset, as: T.self))
-            offset += MemoryLayout<T>.size
-            return v
-        }
-        mutating func u32() throws -> UInt32 { try load(UInt32.self) }
-        mutating func u64() throws -> UInt64 { try load(UInt64.self) }
-        mutating func string() throws -> String {
-            let n = try u64()
-            guard n <= UInt64(bytes.count - offset) else {
-                throw LMError(.corruptFile, "GGUF string of \(n) bytes at byte \(offset) runs past the end of the file")
-            }
-            let s = String(decoding: UnsafeRawBufferPointer(rebasing: bytes[offset..<offset + Int(n)]), as: UTF8.self)
-            offset += Int(n)
-            return s
-        }
-        mutating func value(type: UInt32) throws -> GGUFValue {
-            switch type {
-            case 0: return .uint(UInt64(try load(UInt8.self)))
-            case 1: return .int(Int64(try load(Int8.self)))
-            case 2: return .uint(UInt64(try load(UInt16.self)))
-            case 3: return .int(Int64(try load(Int16.self)))
-            case 4: return .uint(UInt64(try load(UInt32.self)))
-            case 5: return .int(Int64(try load(Int32.self)))
-            case 6: return .float(Double(Float(bitPattern: try load(UInt32.self))))
-            case 7: return .bool(try load(UInt8.self) != 0)
-            case 8: return .string(try string())
-            case 9:
-                let elementType = try u32()
-                let n = try u64()
-                guard n <= UInt64(bytes.count - offset) else {
-                    throw LMError(.corruptFile, "GGUF array of \(n) elements at byte \(offset) cannot fit in the file")
-                }
-                var items: [GGUFValue] = []
-                items.reserveCapacity(Int(n))
-                for _ in 0..<n { items.append(try value(type: elementType)) }
-                return .array(items)
-            case 10: return .uint(try load(UInt64.self))
-            case 11: return .int(try load(Int64.self))
-            case 12: return .float(Double(bitPattern: try load(UInt64.self)))
-            default:
-                throw LMError(.corruptFile, "unknown GGUF value type \(type) at byte \(offset - 4); the file is corrupt or from a newer format")
-            }
-        }
-    }
-}
-
 /// The tokenizer stored in a GGUF file's `tokenizer.ggml.*` keys (a llama.cpp vocabulary file or
 /// a full model), and the `Tokenizer` it describes.
 ///
@@ -149,7 +7,11 @@ public struct GGUFMetadata: Sendable {
 /// | --- | --- |
 /// | `gpt2` | `ByteLevelBPETokenizer` from `tokens` + `merges` |
 /// | `bert` | `WordPieceTokenizer` (uncased) from `tokens`, converted back from llama.cpp's `▁word` spelling to `##` |
-/// | `llama` | `SentencePieceBPETokenizer` from `tokens` + `scores` + `token_type` |
+/// | `llama` | `SentencePieceBPETokenizer` from `tokens` + `scores` + `llamaCppTokenTypes` (llama.cpp's SPM rules) |
+///
+/// As llama.cpp does when it loads a file, a `llama` vocabulary without BOS/EOS/unknown keys
+/// uses ids 1/2/0, and tokens that look like control tokens are made control
+/// (`llamaCppTokenTypes`, `endOfGenerationTokens`).
 public struct GGUFVocabulary: Sendable {
     public var model: String
     public var pre: String?
@@ -161,6 +23,16 @@ public struct GGUFVocabulary: Sendable {
     public var addBOS: Bool
     public var addEOS: Bool
     public var addSpacePrefix: Bool
+    /// `tokenTypes` as llama.cpp uses them: a token whose text names an end of generation
+    /// (`</s>`, `<end_of_turn>`, `<|im_end|>`, `<eos>`, …) or a fill-in-the-middle token the
+    /// file gives no id key for (`<|fim_prefix|>`, `<PRE>`, …) is control even if the file says
+    /// otherwise (Gemma 3 stores `</s>` as user-defined; llama.cpp treats it as control, so it is
+    /// matched only when special tokens are parsed and hidden when they are skipped).
+    public var llamaCppTokenTypes: [Int]
+    /// The ids llama.cpp ends generation at (`llama_vocab_is_eog`), ascending: EOS, the end-of-
+    /// turn/-message ids of the file, the tokens named as such (see `llamaCppTokenTypes`), and the
+    /// fill-in-the-middle pad/repo/separator ids. Gemma 3: 1 `<eos>`, 106 `<end_of_turn>`, 212 `</s>`.
+    public var endOfGenerationTokens: [Int]
 
     public init(path: String) throws {
         let meta = try GGUFMetadata(path: path)
@@ -190,9 +62,11 @@ public struct GGUFVocabulary: Sendable {
             }
             return nil
         }
+        // llama.cpp's defaults for SPM vocabularies: <unk> 0, <s> 1, </s> 2.
+        func fallback(_ v: Int) -> Int? { model == "llama" && v < n ? v : nil }
         self.specialTokens = SpecialTokens(
-            bos: id("bos_token_id"), eos: id("eos_token_id"), pad: id("padding_token_id"),
-            unk: id("unknown_token_id"), cls: id("cls_token_id"),
+            bos: id("bos_token_id") ?? fallback(1), eos: id("eos_token_id") ?? fallback(2),
+            pad: id("padding_token_id"), unk: id("unknown_token_id") ?? fallback(0), cls: id("cls_token_id"),
             sep: id("seperator_token_id", "separator_token_id"), mask: id("mask_token_id"))
         self.addBOS = meta["tokenizer.ggml.add_bos_token"]?.boolValue ?? (model == "llama")
         self.addEOS = meta["tokenizer.ggml.add_eos_token"]?.boolValue ?? false
@@ -200,6 +74,61 @@ public struct GGUFVocabulary: Sendable {
         if !scores.isEmpty && scores.count != n || !tokenTypes.isEmpty && tokenTypes.count != n {
             throw LMError(.corruptFile, "'\(path)': \(n) tokens but \(scores.count) scores and \(tokenTypes.count) token types; the vocabulary is corrupt")
         }
+        (self.llamaCppTokenTypes, self.endOfGenerationTokens) = Self.llamaCppTypes(
+            tokens: tokens, types: tokenTypes.isEmpty ? Array(repeating: 1, count: n) : tokenTypes,
+            eos: specialTokens.eos, key: { k in id(k) })
+    }
+
+    /// Texts llama.cpp treats as end of generation (and therefore as control tokens).
+    static let endOfGenerationNames: Set<String> = [
+        "<|eot_id|>", "<|im_end|>", "<|end|>", "<|return|>", "<|call|>", "<|flush|>", "<|calls|>",
+        "<end_of_turn>", "<|endoftext|>", "</s>", "<|eom_id|>", "<EOT>", "_<EOT>", "[EOT]", "[EOS]",
+        "<|end_of_text|>", "<end_of_utterance>", "<eos>", "<turn|>", "<|tool_response>",
+        "<\u{FF5C}end\u{2581}of\u{2581}sentence\u{FF5C}>", "[e~[",
+    ]
+
+    /// Fill-in-the-middle token texts by id key (llama.cpp makes them control when the key is
+    /// absent; the pad/repo/separator ones also end generation).
+    static let fillInTheMiddleNames: [(keys: [String], names: Set<String>, endsGeneration: Bool)] = [
+        (["fim_pre_token_id", "prefix_token_id"], ["<|fim_prefix|>", "<fim-prefix>", "<fim_prefix>",
+            "<\u{FF5C}fim\u{2581}begin\u{FF5C}>", "<PRE>", "\u{2581}<PRE>", "<|code_prefix|>", "<|prefix|>"], false),
+        (["fim_suf_token_id", "suffix_token_id"], ["<|fim_suffix|>", "<fim-suffix>", "<fim_suffix>",
+            "<\u{FF5C}fim\u{2581}hole\u{FF5C}>", "<SUF>", "\u{2581}<SUF>", "<|code_suffix|>", "<|suffix|>"], false),
+        (["fim_mid_token_id", "middle_token_id"], ["<|fim_middle|>", "<fim-middle>", "<fim_middle>",
+            "<\u{FF5C}fim\u{2581}end\u{FF5C}>", "<MID>", "\u{2581}<MID>", "<|code_middle|>", "<|middle|>"], false),
+        (["fim_pad_token_id"], ["<|fim_pad|>", "<fim-pad>", "<fim_pad>", "<PAD>", "[PAD]"], true),
+        (["fim_rep_token_id"], ["<|fim_repo|>", "<|repo_name|>", "<fim-repo>", "<REPO>", "<reponame>"], true),
+        (["fim_sep_token_id"], ["<|file_sep|>"], true),
+    ]
+
+    /// llama.cpp's load-time type fixes and end-of-generation set (see `llamaCppTokenTypes`).
+    /// Only tokens whose first byte starts one of the names are compared, so this is cheap for
+    /// a 262k-token vocabulary.
+    static func llamaCppTypes(tokens: [String], types: [Int], eos: Int?,
+                              key: (String) -> Int?) -> (types: [Int], endOfGeneration: [Int]) {
+        var types = types
+        var eog = Set<Int>()
+        if let eos { eog.insert(eos) }
+        for k in ["eot_token_id", "eom_token_id"] { if let v = key(k) { eog.insert(v) } }
+        var names: [(Set<String>, Bool)] = [(endOfGenerationNames, true)]
+        for f in fillInTheMiddleNames {
+            if let v = f.keys.lazy.compactMap(key).first {
+                if f.endsGeneration { eog.insert(v) }
+            } else {
+                names.append((f.names, f.endsGeneration))
+            }
+        }
+        var firstBytes = [Bool](repeating: false, count: 256)
+        for (set, _) in names { for name in set { firstBytes[Int(name.utf8.first!)] = true } }
+        let control = SentencePiecePieceType.control.rawValue
+        for (i, t) in tokens.enumerated() {
+            guard let b = t.utf8.first, firstBytes[Int(b)] else { continue }
+            for (set, endsGeneration) in names where set.contains(t) {
+                if endsGeneration { eog.insert(i) }
+                if types[i] != control && types[i] != SentencePiecePieceType.unknown.rawValue { types[i] = control }
+            }
+        }
+        return (types, eog.sorted())
     }
 
     /// The tokenizer this vocabulary describes.
@@ -248,9 +177,8 @@ public struct GGUFVocabulary: Sendable {
         case "llama":
             return try SentencePieceBPETokenizer(
                 pieces: tokens, scores: scores.isEmpty ? Array(repeating: 0, count: tokens.count) : scores,
-                types: tokenTypes.isEmpty ? Array(repeating: 1, count: tokens.count) : tokenTypes,
-                specialTokens: specialTokens, addSpacePrefix: addSpacePrefix,
-                postProcessor: .bosEos(bos: addBOS ? specialTokens.bos : nil, eos: addEOS ? specialTokens.eos : nil))
+                types: llamaCppTokenTypes, specialTokens: specialTokens, addSpacePrefix: addSpacePrefix,
+                addBOS: addBOS, addEOS: addEOS)
         default:
             throw LMError(.invalidConfig, "GGUF tokenizer model '\(model)' is not supported; supported: gpt2 (byte-level BPE), bert (WordPiece), llama (SentencePiece BPE)")
         }

@@ -77,6 +77,12 @@ public enum TokenizerLoader {
         return nil
     }
 
+    /// The vocabulary a GGUF model file carries in its `tokenizer.ggml.*` metadata, or nil.
+    public static func find(inGGUF file: GGUFFile) throws -> (any Tokenizer)? {
+        guard file.metadata["tokenizer.ggml.model"] != nil else { return nil }
+        return try GGUFVocabulary(metadata: file.metadata, path: file.path).makeTokenizer()
+    }
+
     private static func loadFile(_ path: String) throws -> any Tokenizer {
         let name = (path as NSString).lastPathComponent
         let ext = (name as NSString).pathExtension.lowercased()

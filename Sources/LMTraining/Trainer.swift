@@ -173,10 +173,13 @@ public final class Trainer {
         } else {
             objective.initializeWeights(seed: options.seed)
         }
+        // Freezing reads the tensor table: a tensor's layer, or -1 for the embeddings.
         let frozen = Set(options.frozenLayers)
+        let table = Dictionary(spec.tensorTable.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
         let groups = objective.params.optimizerGroups { name in
-            if frozen.contains(-1), name.hasPrefix("transformer.wte") || name.hasPrefix("transformer.wpe") { return true }
-            return frozen.contains { name.hasPrefix("transformer.h.\($0).") }
+            guard let t = table[name] else { return false }
+            if let layer = t.layer { return frozen.contains(layer) }
+            return frozen.contains(-1) && (t.role == .tokenEmbedding || t.role == .positionEmbedding)
         }
         optimizer = try Optimizer(config: options.optimizer, parameterCount: P, groups: groups)
         if let loaded {
@@ -201,6 +204,17 @@ public final class Trainer {
             case .maskedLM(let c, _, _): layout = BertTrainingModel.layout(config: c, head: .maskedLM)
             }
             return layout.reduce(0) { $0 + $1.shape.reduce(1, *) }
+        }
+
+        /// The tensors with their roles and layers (freezing reads it).
+        var tensorTable: [TensorSpec] {
+            switch self {
+            case .gpt(let c): return c.tensorTable
+            case .maskedLM(let c, _, _):
+                return BertTrainingModel.layout(config: c, head: .maskedLM).map {
+                    TensorSpec($0.name, $0.shape, BertConfig.role(of: $0.name, rank: $0.shape.count), layer: BertConfig.layer(of: $0.name))
+                }
+            }
         }
 
         func activationBytes(_ o: TrainingOptions, threads: Int) -> Int {

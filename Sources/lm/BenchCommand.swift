@@ -15,11 +15,12 @@ struct BenchCommand: ParsableCommand {
 
         Examples:
           lm bench --random gpt2-124m
+          lm bench --model ~/.cache/swift-lm/gemma-3-270m-q4_k_m.gguf
           lm bench --model models/gpt2-tiny --threads 1 --json
         """)
     )
 
-    @Option(help: "Model folder to measure.")
+    @Option(help: "Model folder or .gguf file to measure.")
     var model: String?
     @Option(help: "Build a model of this shape with random weights in memory (gpt2-124m, gpt2-355m).")
     var random: String?
@@ -29,8 +30,10 @@ struct BenchCommand: ParsableCommand {
     var tg: Int = 128
     @Option(help: "Measured runs per test (after one warm-up).")
     var reps: Int = 5
-    @Option(help: "Weights: fp32 (default) or int8 (Q8 blocks; a float model is quantized as it loads).")
+    @Option(help: "Weights: fp32 (default: as the file holds them) or int8 (float weights quantized to Q8 blocks as they load).")
     var quant: String = "fp32"
+    @Option(name: [.customShort("c"), .customLong("ctx-size")], help: "KV cache size in positions (default: the model's context, at most \(defaultContextSize)).")
+    var ctxSize: Int?
     @Flag(help: "Print one JSON object.")
     var json = false
     @OptionGroup var threads: ThreadOptions
@@ -50,16 +53,17 @@ struct BenchCommand: ParsableCommand {
         let name: String
         if let random {
             printError("building \(random) with random weights…")
-            lm = try GPT2Model(randomWith: GPT2Config.presets[random]!, seed: 0, pool: pool, quantize: quant == "int8")
+            lm = try GPT2Model(randomWith: GPT2Config.presets[random]!, seed: 0, pool: pool, convertTo: quant == "int8" ? .q8 : nil)
             name = "\(random) (random\(quant == "int8" ? ", int8" : ""))"
         } else {
-            lm = try ModelRegistry.loadCausalLM(folder: model!, pool: pool, quantize: quant == "int8")
-            name = model! + (quant == "int8" ? " (int8)" : "")
+            lm = try ModelRegistry.loadCausalLM(path: model!, pool: pool, convertTo: quant == "int8" ? .q8 : nil)
+            name = (model! as NSString).lastPathComponent + (quant == "int8" ? " (int8)" : "")
         }
-        guard pp <= lm.contextLength, tg <= lm.contextLength else {
-            throw LMError(.invalidArgument, "--pp \(pp) / --tg \(tg) exceed the model's context of \(lm.contextLength)")
+        let context = try contextSize(ctxSize, model: lm)
+        guard pp <= context, tg <= context else {
+            throw LMError(.invalidArgument, "--pp \(pp) / --tg \(tg) exceed the context of \(context)")
         }
-        let cache = lm.makeCache()
+        let cache = lm.makeCache(capacity: context)
         var rng = SeededRNG(seed: 1)
         let V = lm.vocabularySize
         let prompt = (0..<pp).map { _ in Int32(rng.nextInt(below: V)) }
@@ -88,7 +92,7 @@ struct BenchCommand: ParsableCommand {
                 _ = try lm.forward(tokens: UnsafeBufferPointer(start: step, count: 1), cache: cache, allLogits: false)
             }
         }
-        let weightsMiB = Double((lm as? GPT2Model)?.weightBytes ?? lm.parameterCount * 4) / 1_048_576
+        let weightsMiB = Double(lm.weightBytes) / 1_048_576
         let kvMiB = Double(cache.bytes) / 1_048_576
         let rssMiB = Double(peakRSSBytes()) / 1_048_576
         func summary(_ r: [Double]) -> [String: Any] {
@@ -99,7 +103,8 @@ struct BenchCommand: ParsableCommand {
         let ppS = summary(ppRates), tgS = summary(tgRates)
         if json {
             print(jsonLine([
-                "model": name, "params": lm.parameterCount, "threads": pool.threadCount,
+                "model": name, "params": lm.parameterCount, "threads": pool.threadCount, "kernels": kernelISA,
+                "weight_types": lm.weightTypes, "context": context,
                 "weights_mib": weightsMiB, "kv_cache_mib": kvMiB, "peak_rss_mib": rssMiB,
                 "pp\(pp)": ppS, "tg\(tg)": tgS,
             ] as [String: Any]))
@@ -112,7 +117,8 @@ struct BenchCommand: ParsableCommand {
                 let m = s["mean"] as! Double, sd = s["stddev"] as! Double
                 print("| \(name) | \(params) | \(size) | \(pool.threadCount) | \(label) | \(String(format: "%.2f ± %.2f", m, sd)) |")
             }
-            printError(String(format: "peak RSS %.1f MiB (weights %.1f MiB + KV cache %.1f MiB)", rssMiB, weightsMiB, kvMiB))
+            printError(String(format: "peak RSS %.1f MiB (weights %.1f MiB + KV cache %.1f MiB for %d positions); kernels: %@", rssMiB, weightsMiB,
+                              kvMiB, context, kernelISA))
         }
     }
 }

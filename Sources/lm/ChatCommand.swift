@@ -33,13 +33,16 @@ struct ChatCommand: ParsableCommand {
 
         Examples:
           lm chat
+          lm chat --model ~/.cache/swift-lm/gemma-3-270m-q4_k_m.gguf
           lm chat --system "ROMEO:" --temperature 0.7 --seed 1
           printf 'hello\\nhow are you\\n' | lm chat --seed 1
         """)
     )
 
-    @Option(help: "Model folder with a tokenizer. Default: the bundled model.")
+    @Option(help: "Model folder with a tokenizer, or a .gguf file. Default: the bundled model.")
     var model: String?
+    @Option(name: [.customShort("c"), .customLong("ctx-size")], help: "Context size in tokens (default: the model's, at most \(defaultContextSize)).")
+    var ctxSize: Int?
     @Option(help: "Text put once at the start of the context.")
     var system: String?
     @Flag(help: "Pure continuation: no turn format, no empty-line stop.")
@@ -60,16 +63,16 @@ struct ChatCommand: ParsableCommand {
     func run() throws {
         let pool = threads.apply()
         let folder = try model ?? BundledModels.path(BundledModels.defaultGenerator)
-        let lm = try ModelRegistry.loadCausalLM(folder: folder, pool: pool)
-        guard let tokenizer = try TokenizerLoader.find(inModelFolder: folder) else {
-            throw LMError(.invalidInput, "'\(folder)' has no tokenizer, so it cannot read text — give a model folder with tokenizer.json, tokenizer.model or vocab.json + merges.txt")
-        }
+        let loaded = try LoadedModel.load(folder, pool: pool)
+        let lm = loaded.model
+        let tokenizer = try loaded.requireTokenizer("text")
+        let context = try contextSize(ctxSize, model: lm)
         var settings = ChatSettings()
         settings.sampler = sampling.settings
         settings.maxTokens = maxTokens
         settings.system = system
         settings.raw = raw
-        let session = try ChatSession(model: lm, tokenizer: tokenizer, settings: settings)
+        let session = try ChatSession(model: lm, tokenizer: tokenizer, settings: settings, contextSize: context)
         let interactive = isatty(STDIN_FILENO) == 1
         let env = ProcessInfo.processInfo.environment
         let colour = isatty(STDOUT_FILENO) == 1 && (env["NO_COLOR"] ?? "").isEmpty

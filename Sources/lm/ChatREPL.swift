@@ -74,7 +74,7 @@ final class ChatREPL {
         if interactive {
             ChatInterrupt.install(restartingReads: true)
             let m = session.model
-            say(style("2", "lm chat — \(modelName) (\(m.modelType), \(formatParameters(m.parameterCount)) parameters, context \(m.contextLength)). /help lists the commands; Ctrl-D quits."))
+            say(style("2", "lm chat — \(modelName) (\(m.modelType), \(formatParameters(m.parameterCount)) parameters, context \(session.cache.capacity)). /help lists the commands; Ctrl-D quits."))
         }
         while true {
             switch readEntry() {
@@ -161,7 +161,9 @@ final class ChatREPL {
             }
             if let stats = session.lastStats, stats.contextShifts > 0, !shiftAnnounced {
                 shiftAnnounced = true
-                complain("note: the context (\(session.cache.capacity) tokens) is full — older text is dropped and the newest half encoded again; the session goes on")
+                complain(session.model.canShiftCache
+                    ? "note: the context (\(session.cache.capacity) tokens) is full — older text is dropped and the cached keys of the newer half moved (nothing encoded again); the session goes on"
+                    : "note: the context (\(session.cache.capacity) tokens) is full — older text is dropped and the newest half encoded again; the session goes on")
             }
         } catch {
             if stream && colour { writeOut("\u{1B}[0m") }
@@ -315,7 +317,8 @@ final class ChatREPL {
     private func modelInfo() {
         let m = session.model
         say("""
-            model: \(modelPath) (\(m.modelType), \(formatParameters(m.parameterCount)) parameters, \(session.cache.layers) layers, context \(m.contextLength), vocabulary \(m.vocabularySize))
+            model: \(modelPath) (\(m.modelType), \(formatParameters(m.parameterCount)) parameters, \(session.cache.layers) layers, context \(session.cache.capacity) of \(m.contextLength), vocabulary \(m.vocabularySize))
+            weights: \(m.weightTypes.sorted { $0.value > $1.value }.map { "\($0.key) ×\($0.value)" }.joined(separator: ", ")), \(String(format: "%.1f", Double(m.weightBytes) / 1_048_576)) MiB; KV cache \(String(format: "%.1f", Double(session.cache.bytes) / 1_048_576)) MiB
             tokenizer: \(session.tokenizer.summary)
             """)
     }

@@ -15,12 +15,15 @@ struct GenerateCommand: ParsableCommand {
 
         Examples:
           lm generate --prompt "ROMEO:" --max-tokens 100 --temperature 0.8 --seed 1
+          lm generate --model gemma-3-270m-q4_k_m.gguf --prompt "The capital of France is" --temperature 0
           lm generate --model models/gpt2-tiny --prompt-ids 1,2,3 --temperature 0 --json
         """)
     )
 
-    @Option(help: "Model folder (config.json + model.safetensors). Default: the bundled model.")
+    @Option(help: "Model folder (config.json + model.safetensors) or .gguf file. Default: the bundled model.")
     var model: String?
+    @Option(name: [.customShort("c"), .customLong("ctx-size")], help: "Context size in tokens (default: the model's, at most \(defaultContextSize)).")
+    var ctxSize: Int?
     @Option(help: "Prompt text (needs a tokenizer in the model folder).")
     var prompt: String?
     @Option(help: "Prompt as comma-separated token ids, e.g. 1,2,3.")
@@ -43,8 +46,9 @@ struct GenerateCommand: ParsableCommand {
     func run() throws {
         let pool = threads.apply()
         let folder = try model ?? BundledModels.path(BundledModels.defaultGenerator)
-        let lm = try ModelRegistry.loadCausalLM(folder: folder, pool: pool)
-        let tokenizer = try TokenizerLoader.find(inModelFolder: folder)
+        let loaded = try LoadedModel.load(folder, pool: pool)
+        let lm = loaded.model, tokenizer = loaded.tokenizer
+        let context = try contextSize(ctxSize, model: lm)
         let promptIDs: [Int]
         if let promptIds {
             promptIDs = try parseIDs(promptIds, flag: "--prompt-ids")
@@ -57,10 +61,10 @@ struct GenerateCommand: ParsableCommand {
         if promptIDs.isEmpty {
             throw LMError(.invalidInput, "the prompt is empty after tokenization — give some text")
         }
-        if promptIDs.count >= lm.contextLength {
-            throw LMError(.invalidInput, "the prompt has \(promptIDs.count) tokens but the model's context is \(lm.contextLength) — shorten the prompt")
+        if promptIDs.count >= context {
+            throw LMError(.invalidInput, "the prompt has \(promptIDs.count) tokens but the context is \(context) — shorten the prompt\(context < lm.contextLength ? " or raise --ctx-size" : "")")
         }
-        let generator = try TokenGenerator(model: lm, settings: sampling.settings)
+        let generator = try TokenGenerator(model: lm, settings: sampling.settings, cache: lm.makeCache(capacity: context))
         if ignoreEos { generator.stopTokens = [] }
         var ids: [Int] = []
         ids.reserveCapacity(maxTokens)

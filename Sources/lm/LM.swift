@@ -12,7 +12,9 @@ struct LM: ParsableCommand {
         discussion: reflow("""
         Examples:
           lm generate --prompt "ROMEO:" --max-tokens 100
+          lm chat --model gemma-3-270m-q4_k_m.gguf
           lm forward --model DIR --ids 1,2,3 --out logits.safetensors
+          lm inspect gemma-3-270m-q4_k_m.gguf
           lm bench --random gpt2-124m
           lm tokenize --tokenizer DIR "Hello world"
           lm train --corpus input.txt --tokenizer char --preset shakespeare-cpu --out runs/shakespeare
@@ -29,6 +31,7 @@ struct LM: ParsableCommand {
             FinetuneCommand.self,
             QuantizeCommand.self,
             EvalCommand.self,
+            InspectCommand.self,
             EmbedCommand.self,
             ClassifyCommand.self,
             TokenizeCommand.self,

@@ -13,7 +13,7 @@ struct HeldOutOptions: ParsableArguments {
     var corpus: String?
     @Option(name: .customLong("split-from"), help: "Score only the text after this fraction (0.9 = the last 10 %, lm train's validation split).")
     var splitFrom: Double = 0
-    @Option(help: "Window length (default: the model's context).")
+    @Option(help: "Window length (default: the model's context, at most 4096).")
     var context: Int?
     @Option(name: .customLong("max-chunks"), help: "Score at most this many windows.")
     var maxChunks: Int?
@@ -37,7 +37,7 @@ struct HeldOutOptions: ParsableArguments {
     /// Whether the model at `path` is scored as a classifier (on --tsv) rather than a causal LM
     /// (on --corpus); throws when the data given does not fit the model, or none is given.
     func scoresClassifier(_ path: String) throws -> Bool {
-        let type = try ModelFolder(path: path).modelType
+        let type = try ModelFile(path: path).architectureName
         if type == "bert" {
             if corpus != nil {
                 throw LMError(.invalidArgument, "'\(path)' is a BERT classifier, which --corpus cannot score — give a labelled TSV with --tsv FILE.tsv (sentence<TAB>label header)")
@@ -54,16 +54,20 @@ struct HeldOutOptions: ParsableArguments {
         return false
     }
 
-    /// The corpus tokenized with the model folder's tokenizer, from `splitFrom` on.
-    func tokens(modelFolder: String) throws -> [Int] {
+    /// The corpus tokenized with the model's tokenizer, from `splitFrom` on, and the BOS token
+    /// every window starts with when the tokenizer adds one (llama.cpp's perplexity: the text is
+    /// tokenized with its BOS and each window's first token becomes BOS).
+    func tokens(modelPath: String) throws -> (ids: [Int], bos: Int?) {
         guard let corpus else { throw LMError(.invalidArgument, "give --corpus FILE: a held-out text to score") }
-        guard let tok = try TokenizerLoader.find(inModelFolder: modelFolder) else {
-            throw LMError(.fileNotFound, "'\(modelFolder)' has no tokenizer, so it cannot read --corpus text")
+        guard let tok = try LoadedModel.tokenizer(of: try ModelFile(path: modelPath)) else {
+            throw LMError(.fileNotFound, "'\(modelPath)' has no tokenizer, so it cannot read --corpus text")
         }
         let text = try FileIO.readString(corpus)
         guard !text.isEmpty else { throw LMError(.invalidInput, "corpus '\(corpus)' is empty") }
-        let ids = try tok.encode(text)
-        return Array(ids[Int(Double(ids.count) * splitFrom)...])
+        let added = tok.postProcessor.apply([], nil).ids
+        let bos = added.count == 1 && added[0] == tok.specialTokens.bos ? added[0] : nil
+        let ids = try tok.encode(text, addSpecialTokens: bos != nil)
+        return (Array(ids[Int(Double(ids.count) * splitFrom)...]), bos)
     }
 }
 
@@ -145,9 +149,9 @@ struct QuantizeCommand: ParsableCommand {
         } else if report {
             let fp32 = try ModelRegistry.loadCausalLM(folder: model, pool: pool)
             let int8 = try ModelRegistry.loadCausalLM(folder: out, pool: pool)
-            let ids = try data.tokens(modelFolder: model)
-            let context = data.context ?? fp32.contextLength
-            let c = try QuantizeCommand.score(fp32, int8, ids, context: context, maxChunks: data.maxChunks)
+            let (ids, bos) = try data.tokens(modelPath: model)
+            let context = data.context ?? min(fp32.contextLength, defaultContextSize)
+            let c = try QuantizeCommand.score(fp32, int8, ids, context: context, bos: bos, maxChunks: data.maxChunks)
             QuantizeCommand.printReport(c, fp32Bytes: summary.inputBytes, int8Bytes: summary.outputBytes, context: context)
             QuantizeCommand.add(c, to: &result)
         }
@@ -159,12 +163,12 @@ struct QuantizeCommand: ParsableCommand {
         let config = GPT2Config.presets[name]!
         printError("building \(name) with random weights, float and int8…")
         let fp32 = try GPT2Model(randomWith: config, seed: 0, pool: pool)
-        let int8 = try GPT2Model(randomWith: config, seed: 0, pool: pool, quantize: true)
+        let int8 = try GPT2Model(randomWith: config, seed: 0, pool: pool, convertTo: .q8)
         let context = data.context ?? min(config.nPositions, 512)
         let windows = data.maxChunks ?? 4
         var rng = SeededRNG(seed: 7)
         let ids = (0..<(context * windows)).map { _ in rng.nextInt(below: config.vocabSize) }
-        let c = try QuantizeCommand.score(fp32, int8, ids, context: context, maxChunks: windows)
+        let c = try QuantizeCommand.score(fp32, int8, ids, context: context, bos: nil, maxChunks: windows)
         QuantizeCommand.printReport(c, fp32Bytes: fp32.weightBytes, int8Bytes: int8.weightBytes, context: context)
         var result: [String: Any] = ["size_ratio": Double(int8.weightBytes) / Double(fp32.weightBytes)]
         QuantizeCommand.add(c, to: &result)
@@ -172,9 +176,10 @@ struct QuantizeCommand: ParsableCommand {
     }
 
     static func score(_ a: any CausalLanguageModel, _ b: any CausalLanguageModel, _ ids: [Int], context: Int,
-                      maxChunks: Int?) throws -> Perplexity.Comparison {
+                      bos: Int?, maxChunks: Int?) throws -> Perplexity.Comparison {
         let bar = ProgressBar(total: 1, label: "scoring", unit: "windows")
-        let c = try Perplexity.compare(reference: a, candidate: b, tokens: ids, context: context, maxChunks: maxChunks) { done, total in
+        let c = try Perplexity.compare(reference: a, candidate: b, tokens: ids, context: context, bos: bos,
+                                       maxChunks: maxChunks) { done, total in
             bar.total = total
             bar.update(done, fields: [], force: done == total)
         }
@@ -236,11 +241,12 @@ struct EvalCommand: ParsableCommand {
 
         Examples:
           lm eval --model models/shakespeare --corpus ../shared/data/tinyshakespeare/input.txt --split-from 0.9
+          lm eval --model gemma-3-270m-q4_k_m.gguf --corpus ../shared/data/wikitext-2/valid.txt --context 512 --max-chunks 20
           lm eval --model models/sentiment --tsv ../shared/data/sst2/dev.tsv --json
         """)
     )
 
-    @Option(help: "Model folder.")
+    @Option(help: "Model folder or .gguf file.")
     var model: String?
     @OptionGroup var data: HeldOutOptions
     @Flag(help: "Print one JSON object as the last line.")
@@ -255,12 +261,12 @@ struct EvalCommand: ParsableCommand {
                                                 batch: data.batch, json: json)
             return
         }
-        let lm = try ModelRegistry.loadCausalLM(folder: folder, pool: pool)
-        let ids = try data.tokens(modelFolder: folder)
-        let context = data.context ?? lm.contextLength
+        let lm = try ModelRegistry.loadCausalLM(path: folder, pool: pool)
+        let (ids, bos) = try data.tokens(modelPath: folder)
+        let context = data.context ?? min(lm.contextLength, defaultContextSize)
         let bar = ProgressBar(total: 1, label: "scoring", unit: "windows")
         let t0 = Date()
-        let r = try Perplexity.evaluate(lm, tokens: ids, context: context, maxChunks: data.maxChunks) { done, total in
+        let r = try Perplexity.evaluate(lm, tokens: ids, context: context, bos: bos, maxChunks: data.maxChunks) { done, total in
             bar.total = total
             bar.update(done, fields: [], force: done == total)
         }

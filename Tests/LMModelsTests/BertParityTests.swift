@@ -150,7 +150,7 @@ final class BertParityTests: XCTestCase {
     func testQuantizedMiniLMEmbeddingsStayClose() throws {
         let folder = try TestPaths.miniLM()
         let f = try ModelRegistry.loadBert(folder: folder, pool: Self.pool)
-        let q = try ModelRegistry.loadBert(folder: folder, pool: Self.pool, quantize: true)
+        let q = try ModelRegistry.loadBert(folder: folder, pool: Self.pool, convertTo: .q8)
         XCTAssertTrue(q.isQuantized)
         let batch = BertBatch(sequences: [[101, 2023, 3185, 2001, 7078, 6919, 999, 102], [101, 1996, 5436, 2001, 11771, 102]])
         let a = try f.sentenceEmbeddings(batch), b = try q.sentenceEmbeddings(batch)

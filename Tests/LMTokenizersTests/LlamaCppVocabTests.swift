@@ -1,3 +1,4 @@
+import LMCore
 import XCTest
 @testable import LMTokenizers
 

@@ -35,6 +35,13 @@ void lm_sgemm(int transB, const float *A, size_t lda, const float *B, size_t ldb
 void lm_sgemm_q8(const float *A, size_t lda, const int8_t *wq, const uint16_t *wd, size_t K, float *C, size_t ldc,
                  size_t M, size_t j0, size_t j1, const float *bias, int accumulate, float *scratch);
 
+/// C[0..<M, j0..<j1] = A (M, K) · dequant(W)ᵀ + bias, or C += … with accumulate != 0, for W
+/// stored as rows of ggml blocks (`quant.h`: F16, BF16, Q8_0, Q5_0, Q4_K, Q6_K), `row_bytes`
+/// apart. Each panel row is dequantized (lm_dequantize) as the panels are packed, so no float
+/// copy of the matrix is written. Columns [j0, j1) only. scratch: lm_sgemm_scratch_floats().
+void lm_sgemm_blocks(const float *A, size_t lda, int type, const void *w, size_t row_bytes, size_t K, float *C,
+                     size_t ldc, size_t M, size_t j0, size_t j1, const float *bias, int accumulate, float *scratch);
+
 #ifdef __cplusplus
 }
 #endif

@@ -14,10 +14,17 @@ public struct AttentionDims: Sendable {
     /// Causal: query t sits at position L − T + t and sees keys 0...L − T + t.
     /// Not causal: every query sees all L keys (BERT; padding is excluded by passing L = real length).
     public var causal: Bool
+    /// Sliding-window attention (causal only): a query sees only the `window` latest keys, its
+    /// own included (key j visible iff q − j < window; Gemma, llama.cpp's n_swa). 0: no window.
+    public var window: Int = 0
+    /// The factor on q·k; nil: 1/√HS.
+    public var scale: Float? = nil
 
-    public init(T: Int, L: Int, NH: Int, KVH: Int, HS: Int, qStride: Int, kvStride: Int, outStride: Int, causal: Bool) {
+    public init(T: Int, L: Int, NH: Int, KVH: Int, HS: Int, qStride: Int, kvStride: Int, outStride: Int, causal: Bool,
+                window: Int = 0, scale: Float? = nil) {
         self.T = T; self.L = L; self.NH = NH; self.KVH = KVH; self.HS = HS
         self.qStride = qStride; self.kvStride = kvStride; self.outStride = outStride; self.causal = causal
+        self.window = window; self.scale = scale
     }
 
     /// Query rows per block in the many-query path.
@@ -29,7 +36,10 @@ public struct AttentionDims: Sendable {
     }
 
     @inline(__always) func visibleKeys(_ t: Int) -> Int { causal ? L - T + t + 1 : L }
+    /// The first key query t sees.
+    @inline(__always) func firstKey(_ t: Int) -> Int { window > 0 ? max(0, visibleKeys(t) - window) : 0 }
     @inline(__always) func kvHead(_ h: Int) -> Int { h / (NH / KVH) }
+    var factor: Float { scale ?? 1 / Float(HS).squareRoot() }
 }
 
 /// softmax(q·kᵀ/√HS [+ causal mask]) · v for every head.
@@ -41,7 +51,7 @@ public struct AttentionDims: Sendable {
 public func attentionForward(out: UnsafeMutablePointer<Float>,
                              q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>,
                              scratch: UnsafeMutablePointer<Float>, dims d: AttentionDims, pool: ThreadPool) {
-    let scale = 1 / Float(d.HS).squareRoot()
+    let scale = d.factor
     if d.T < 8 {
         pool.parallelFor(d.NH, minimumPerThread: 1) { heads in
             for h in heads {
@@ -49,12 +59,13 @@ public func attentionForward(out: UnsafeMutablePointer<Float>,
                 let s = scratch + h * d.L
                 for t in 0..<d.T {
                     let qr = q + t * d.qStride + h * d.HS
-                    let n = d.visibleKeys(t)
-                    for j in 0..<n { s[j] = VectorMath.dot(qr, k + j * d.kvStride + g * d.HS, d.HS) * scale }
+                    let j0 = d.firstKey(t), n = d.visibleKeys(t) - j0
+                    let kb = k + j0 * d.kvStride + g * d.HS, vb = v + j0 * d.kvStride + g * d.HS
+                    for j in 0..<n { s[j] = VectorMath.dot(qr, kb + j * d.kvStride, d.HS) * scale }
                     softmaxRow(s, valid: n, count: n)
                     let o = out + t * d.outStride + h * d.HS
                     o.initialize(repeating: 0, count: d.HS)
-                    for j in 0..<n { VectorMath.axpy(o, s[j], v + j * d.kvStride + g * d.HS, d.HS) }
+                    for j in 0..<n { VectorMath.axpy(o, s[j], vb + j * d.kvStride, d.HS) }
                 }
             }
         }
@@ -72,15 +83,20 @@ public func attentionForward(out: UnsafeMutablePointer<Float>,
             var t0 = 0
             while t0 < d.T {
                 let t1 = min(t0 + block, d.T)
-                let n = d.visibleKeys(t1 - 1)
+                // The block's queries see keys j0 ..< j0 + n (each row a part of them).
+                let j0 = d.firstKey(t0), n = d.visibleKeys(t1 - 1) - j0
                 // scores (t1 − t0, n) = q_h · k_gᵀ · scale
                 BLAS.sgemm(transB: true, M: t1 - t0, N: n, K: d.HS, alpha: scale,
-                           A: q + t0 * d.qStride + h * d.HS, lda: d.qStride, B: k + g * d.HS, ldb: d.kvStride,
-                           C: scores, ldc: n)
-                for r in 0..<(t1 - t0) { softmaxRow(scores + r * n, valid: d.visibleKeys(t0 + r), count: n) }
+                           A: q + t0 * d.qStride + h * d.HS, lda: d.qStride, B: k + j0 * d.kvStride + g * d.HS,
+                           ldb: d.kvStride, C: scores, ldc: n)
+                for r in 0..<(t1 - t0) {
+                    let row = scores + r * n, lo = d.firstKey(t0 + r) - j0
+                    if lo > 0 { row.initialize(repeating: 0, count: lo) }
+                    softmaxRow(row + lo, valid: d.visibleKeys(t0 + r) - j0 - lo, count: n - lo)
+                }
                 // out_h (t1 − t0, HS) = probs · v_g
-                BLAS.sgemm(M: t1 - t0, N: d.HS, K: n, A: scores, lda: n, B: v + g * d.HS, ldb: d.kvStride,
-                           C: out + t0 * d.outStride + h * d.HS, ldc: d.outStride)
+                BLAS.sgemm(M: t1 - t0, N: d.HS, K: n, A: scores, lda: n, B: v + j0 * d.kvStride + g * d.HS,
+                           ldb: d.kvStride, C: out + t0 * d.outStride + h * d.HS, ldc: d.outStride)
                 t0 = t1
             }
         }
@@ -91,24 +107,24 @@ public func attentionForward(out: UnsafeMutablePointer<Float>,
 public func attentionForwardRef(out: UnsafeMutablePointer<Float>,
                                 q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>,
                                 dims d: AttentionDims) {
-    let scale = 1 / Double(d.HS).squareRoot()
+    let scale = d.scale.map(Double.init) ?? 1 / Double(d.HS).squareRoot()
     var s = [Double](repeating: 0, count: d.L)
     for h in 0..<d.NH {
         let g = d.kvHead(h)
         for t in 0..<d.T {
-            let n = d.visibleKeys(t)
+            let j0 = d.firstKey(t), n = d.visibleKeys(t)
             var m = -Double.infinity
-            for j in 0..<n {
+            for j in j0..<n {
                 var dot = 0.0
                 for c in 0..<d.HS { dot += Double(q[t * d.qStride + h * d.HS + c]) * Double(k[j * d.kvStride + g * d.HS + c]) }
                 s[j] = dot * scale
                 m = max(m, s[j])
             }
             var z = 0.0
-            for j in 0..<n { s[j] = Glibc.exp(s[j] - m); z += s[j] }
+            for j in j0..<n { s[j] = Glibc.exp(s[j] - m); z += s[j] }
             for c in 0..<d.HS {
                 var acc = 0.0
-                for j in 0..<n { acc += s[j] / z * Double(v[j * d.kvStride + g * d.HS + c]) }
+                for j in j0..<n { acc += s[j] / z * Double(v[j * d.kvStride + g * d.HS + c]) }
                 out[t * d.outStride + h * d.HS + c] = Float(acc)
             }
         }
