@@ -20,14 +20,19 @@ import Foundation
 /// Every structural problem (a truncated file, a tensor whose offset or size runs past the end,
 /// an unknown type id, overlapping tensors) is an `LMError` naming the tensor and the fix.
 
-/// One metadata value of a GGUF file.
-public indirect enum GGUFValue: Equatable, Sendable {
+/// One metadata value of a GGUF file. Long arrays of strings or numbers (a vocabulary's 262,144
+/// tokens, scores and types) are held as plain Swift arrays, not as one enum value per element.
+public enum GGUFValue: Equatable, Sendable {
     case uint(UInt64)
     case int(Int64)
     case float(Double)
     case bool(Bool)
     case string(String)
+    /// Arrays of booleans, of arrays, or of mixed values.
     case array([GGUFValue])
+    case strings([String])
+    case integers([Int64])
+    case floats([Double])
 
     public var intValue: Int? {
         switch self {
@@ -44,9 +49,40 @@ public indirect enum GGUFValue: Equatable, Sendable {
         if case .string(let s) = self { return s }
         return nil
     }
+    /// The elements of any array, one value each (allocates for the typed arrays).
     public var arrayValue: [GGUFValue]? {
-        if case .array(let a) = self { return a }
-        return nil
+        switch self {
+        case .array(let a): return a
+        case .strings(let a): return a.map { .string($0) }
+        case .integers(let a): return a.map { .int($0) }
+        case .floats(let a): return a.map { .float($0) }
+        default: return nil
+        }
+    }
+    /// An array of strings, or nil.
+    public var stringArray: [String]? {
+        switch self {
+        case .strings(let a): return a
+        case .array(let a): let s = a.compactMap(\.stringValue); return s.count == a.count ? s : nil
+        default: return nil
+        }
+    }
+    /// An array of numbers as Double, or nil.
+    public var doubleArray: [Double]? {
+        switch self {
+        case .floats(let a): return a
+        case .integers(let a): return a.map(Double.init)
+        case .array(let a): let d = a.compactMap(\.doubleValue); return d.count == a.count ? d : nil
+        default: return nil
+        }
+    }
+    /// An array of integers, or nil.
+    public var intArray: [Int]? {
+        switch self {
+        case .integers(let a): return a.map { Int($0) }
+        case .array(let a): let i = a.compactMap(\.intValue); return i.count == a.count ? i : nil
+        default: return nil
+        }
     }
     public var doubleValue: Double? {
         switch self {
@@ -56,8 +92,17 @@ public indirect enum GGUFValue: Equatable, Sendable {
         default: return nil
         }
     }
+    public var count: Int? {
+        switch self {
+        case .array(let a): return a.count
+        case .strings(let a): return a.count
+        case .integers(let a): return a.count
+        case .floats(let a): return a.count
+        default: return nil
+        }
+    }
 
-    /// The value as `gguf-dump` shows it: arrays as their type and length with the first items.
+    /// The value as `gguf-dump` shows it: arrays as their first items and their length.
     public var summary: String {
         switch self {
         case .uint(let v): return "\(v)"
@@ -67,7 +112,8 @@ public indirect enum GGUFValue: Equatable, Sendable {
         case .string(let s):
             let shown = s.count > 60 ? String(s.prefix(60)) + "…" : s
             return "\"" + shown.replacingOccurrences(of: "\n", with: "\\n") + "\""
-        case .array(let a):
+        case .array, .strings, .integers, .floats:
+            let a = arrayValue ?? []
             let head = a.prefix(5).map(\.summary).joined(separator: ", ")
             return "[\(head)\(a.count > 5 ? ", …" : "")] (\(a.count) items)"
         }
@@ -172,10 +218,31 @@ struct GGUFReader {
             guard n <= UInt64(bytes.count - offset) else {
                 throw LMError(.corruptFile, "a GGUF array of \(n) elements at byte \(offset) cannot fit in the file — the file is truncated or corrupt")
             }
-            var items: [GGUFValue] = []
-            items.reserveCapacity(Int(n))
-            for _ in 0..<n { items.append(try value(type: elementType)) }
-            return .array(items)
+            switch elementType {
+            case 8:
+                var items: [String] = []
+                items.reserveCapacity(Int(n))
+                for _ in 0..<n { items.append(try string()) }
+                return .strings(items)
+            case 6, 12:
+                var items: [Double] = []
+                items.reserveCapacity(Int(n))
+                for _ in 0..<n { items.append(try value(type: elementType).doubleValue!) }
+                return .floats(items)
+            case 0, 1, 2, 3, 4, 5, 11:
+                var items: [Int64] = []
+                items.reserveCapacity(Int(n))
+                for _ in 0..<n {
+                    let v = try value(type: elementType)
+                    items.append(v.intValue.map(Int64.init) ?? 0)
+                }
+                return .integers(items)
+            default:
+                var items: [GGUFValue] = []
+                items.reserveCapacity(Int(n))
+                for _ in 0..<n { items.append(try value(type: elementType)) }
+                return .array(items)
+            }
         case 10: return .uint(try load(UInt64.self))
         case 11: return .int(try load(Int64.self))
         case 12: return .float(Double(bitPattern: try load(UInt64.self)))

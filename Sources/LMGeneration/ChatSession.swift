@@ -240,7 +240,7 @@ public final class ChatSession {
     }
 
     private func configure(_ g: TokenGenerator) {
-        if let eos = tokenizer.specialTokens.eos, eos < model.vocabularySize { g.stopTokens.insert(eos) }
+        for t in tokenizer.endOfGenerationTokens where t < model.vocabularySize { g.stopTokens.insert(t) }
         g.keepFirst = keep
     }
 

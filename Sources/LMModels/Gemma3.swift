@@ -477,8 +477,9 @@ public final class Gemma3Model: CausalLanguageModel, @unchecked Sendable {
             let kc = cache.keys(l), vc = cache.values(l)
             (kc + slot * W).update(from: k, count: B * W)
             (vc + slot * W).update(from: v, count: B * W)
-            let dims = AttentionDims(T: B, L: slot + B, NH: NH, KVH: KVH, HS: HS, qStride: QW, kvStride: W, outStride: QW,
+            var dims = AttentionDims(T: B, L: slot + B, NH: NH, KVH: KVH, HS: HS, qStride: QW, kvStride: W, outStride: QW,
                                      causal: true, window: w.sliding ? c.slidingWindow : 0, scale: c.queryScale)
+            dims.ownGEMM = true
             attentionForward(out: att, q: q, k: kc, v: vc, scratch: ws.scratch.data, dims: dims, pool: pool)
             w.o.forward(out: o, inp: att, bias: nil, N: B, workspace: q8ws, pool: pool)
             rmsNormForward(out: x, inp: o, weight: w.postAttnNorm.data, add: x, N: B, C: C, eps: eps, pool: pool)

@@ -43,18 +43,18 @@ public struct GGUFVocabulary: Sendable {
         guard let model = meta["tokenizer.ggml.model"]?.stringValue else {
             throw LMError(.invalidConfig, "'\(path)' has no tokenizer (no tokenizer.ggml.model key); use a GGUF that includes its vocabulary")
         }
-        guard let tokenValues = meta["tokenizer.ggml.tokens"]?.arrayValue, !tokenValues.isEmpty else {
+        guard let tokenValues = meta["tokenizer.ggml.tokens"], (tokenValues.count ?? 0) > 0 else {
             throw LMError(.corruptFile, "'\(path)' has no tokenizer.ggml.tokens array; the vocabulary is missing")
+        }
+        guard let tokens = tokenValues.stringArray else {
+            throw LMError(.corruptFile, "'\(path)': tokenizer.ggml.tokens holds a non-string")
         }
         self.model = model
         self.pre = meta["tokenizer.ggml.pre"]?.stringValue
-        self.tokens = try tokenValues.map {
-            guard let s = $0.stringValue else { throw LMError(.corruptFile, "'\(path)': tokenizer.ggml.tokens holds a non-string") }
-            return s
-        }
-        self.scores = meta["tokenizer.ggml.scores"]?.arrayValue?.map { Float($0.doubleValue ?? 0) } ?? []
-        self.tokenTypes = meta["tokenizer.ggml.token_type"]?.arrayValue?.map { $0.intValue ?? 1 } ?? []
-        self.merges = meta["tokenizer.ggml.merges"]?.arrayValue?.compactMap(\.stringValue) ?? []
+        self.tokens = tokens
+        self.scores = meta["tokenizer.ggml.scores"]?.doubleArray?.map { Float($0) } ?? []
+        self.tokenTypes = meta["tokenizer.ggml.token_type"]?.intArray ?? []
+        self.merges = meta["tokenizer.ggml.merges"]?.stringArray ?? []
         let n = tokens.count
         func id(_ keys: String...) -> Int? {
             for k in keys {
@@ -102,31 +102,43 @@ public struct GGUFVocabulary: Sendable {
     ]
 
     /// llama.cpp's load-time type fixes and end-of-generation set (see `llamaCppTokenTypes`).
-    /// Only tokens whose first byte starts one of the names are compared, so this is cheap for
-    /// a 262k-token vocabulary.
+    /// The names are looked up as bytes, and only for tokens that could be one (first byte,
+    /// length), so this is cheap for a 262k-token vocabulary.
     static func llamaCppTypes(tokens: [String], types: [Int], eos: Int?,
                               key: (String) -> Int?) -> (types: [Int], endOfGeneration: [Int]) {
         var types = types
         var eog = Set<Int>()
         if let eos { eog.insert(eos) }
         for k in ["eot_token_id", "eom_token_id"] { if let v = key(k) { eog.insert(v) } }
-        var names: [(Set<String>, Bool)] = [(endOfGenerationNames, true)]
+        // name -> 1 (makes control) | 2 (ends generation)
+        var names = ByteSliceMap(capacity: 64)
+        var firstBytes = [Bool](repeating: false, count: 256)
+        var maxLength = 0
+        func add(_ set: Set<String>, _ flags: Int32) {
+            for name in set {
+                names.insert(name, flags)
+                firstBytes[Int(name.utf8.first!)] = true
+                maxLength = max(maxLength, name.utf8.count)
+            }
+        }
+        add(endOfGenerationNames, 3)
         for f in fillInTheMiddleNames {
             if let v = f.keys.lazy.compactMap(key).first {
                 if f.endsGeneration { eog.insert(v) }
             } else {
-                names.append((f.names, f.endsGeneration))
+                add(f.names, f.endsGeneration ? 3 : 1)
             }
         }
-        var firstBytes = [Bool](repeating: false, count: 256)
-        for (set, _) in names { for name in set { firstBytes[Int(name.utf8.first!)] = true } }
         let control = SentencePiecePieceType.control.rawValue
-        for (i, t) in tokens.enumerated() {
-            guard let b = t.utf8.first, firstBytes[Int(b)] else { continue }
-            for (set, endsGeneration) in names where set.contains(t) {
-                if endsGeneration { eog.insert(i) }
-                if types[i] != control && types[i] != SentencePiecePieceType.unknown.rawValue { types[i] = control }
+        for i in tokens.indices {
+            var t = tokens[i]
+            let flags: Int32? = t.withUTF8 { u in
+                guard u.count <= maxLength, let b = u.first, firstBytes[Int(b)] else { return nil }
+                return names.value(for: UnsafeRawBufferPointer(u))
             }
+            guard let flags else { continue }
+            if flags & 2 != 0 { eog.insert(i) }
+            if types[i] != control && types[i] != SentencePiecePieceType.unknown.rawValue { types[i] = control }
         }
         return (types, eog.sorted())
     }
@@ -178,7 +190,7 @@ public struct GGUFVocabulary: Sendable {
             return try SentencePieceBPETokenizer(
                 pieces: tokens, scores: scores.isEmpty ? Array(repeating: 0, count: tokens.count) : scores,
                 types: llamaCppTokenTypes, specialTokens: specialTokens, addSpacePrefix: addSpacePrefix,
-                addBOS: addBOS, addEOS: addEOS)
+                addBOS: addBOS, addEOS: addEOS, endOfGenerationTokens: endOfGenerationTokens)
         default:
             throw LMError(.invalidConfig, "GGUF tokenizer model '\(model)' is not supported; supported: gpt2 (byte-level BPE), bert (WordPiece), llama (SentencePiece BPE)")
         }

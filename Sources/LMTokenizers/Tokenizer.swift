@@ -78,9 +78,15 @@ public protocol Tokenizer: AnyObject, Sendable {
 
     /// Whether `id` is a special/control token (skipped by `decode(_:skipSpecialTokens: true)`).
     func isSpecial(_ id: Int) -> Bool
+
+    /// The ids that end a generation: EOS, and for vocabularies that have them the other
+    /// end-of-turn tokens llama.cpp stops at (Gemma's `<end_of_turn>`).
+    var endOfGenerationTokens: [Int] { get }
 }
 
 extension Tokenizer {
+    public var endOfGenerationTokens: [Int] { specialTokens.eos.map { [$0] } ?? [] }
+
     /// Encodes `text` without special tokens and without parsing special-token text.
     public func encode(_ text: String) throws -> [Int] {
         try encode(text, parseSpecialTokens: false)

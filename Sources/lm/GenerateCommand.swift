@@ -65,6 +65,7 @@ struct GenerateCommand: ParsableCommand {
             throw LMError(.invalidInput, "the prompt has \(promptIDs.count) tokens but the context is \(context) — shorten the prompt\(context < lm.contextLength ? " or raise --ctx-size" : "")")
         }
         let generator = try TokenGenerator(model: lm, settings: sampling.settings, cache: lm.makeCache(capacity: context))
+        if let tokenizer { generator.stopTokens.formUnion(tokenizer.endOfGenerationTokens.filter { $0 < lm.vocabularySize }) }
         if ignoreEos { generator.stopTokens = [] }
         var ids: [Int] = []
         ids.reserveCapacity(maxTokens)

@@ -42,7 +42,8 @@ struct InspectCommand: ParsableCommand {
         case .float(let x): return x
         case .bool(let b): return b
         case .string(let s): return s
-        case .array(let a):
+        case .array, .strings, .integers, .floats:
+            let a = v.arrayValue ?? []
             if full || a.count <= 16 { return a.map(jsonValue) }
             return ["count": a.count, "first": a.prefix(8).map(jsonValue)] as [String: Any]
         }
@@ -68,7 +69,7 @@ struct InspectCommand: ParsableCommand {
         for (i, k) in m.keys.enumerated() {
             let v = m.values[k]!
             var shown = v.summary
-            if full, case .array(let a) = v { shown = "[" + a.map(\.summary).joined(separator: ", ") + "]" }
+            if full, let a = v.arrayValue, v.count != nil { shown = "[" + a.map(\.summary).joined(separator: ", ") + "]" }
             print(String(format: "%5d: ", i + 1) + "\(k) = \(shown)")
         }
         print("* Tensors:")

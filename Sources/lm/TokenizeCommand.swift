@@ -11,14 +11,20 @@ struct TokenizeCommand: ParsableCommand {
         discussion: reflow("""
         TEXT is the argument, or the whole of stdin (newlines included) when no TEXT is given. No special tokens are added unless --add-special, except for BERT WordPiece tokenizers, which add [CLS]/[SEP] as Hugging Face does (turn that off with --no-special). Invalid UTF-8 input is an error.
 
+        With --lines, each line of the input (split at \\n) is tokenized on its own and printed on one line (ids, pieces or a JSON object).
+
         Examples:
           lm tokenize --tokenizer models/gpt2 "Hello world"
           echo "Hello world" | lm tokenize --tokenizer tokenizer.model --json
+          lm tokenize --tokenizer gemma-3-270m-q4_k_m.gguf --add-special --lines --ids < valid.txt
           lm tokenize --tokenizer ggml-vocab-bert-bge.gguf --ids --no-special "Führer"
         """))
 
-    @Option(help: "A model folder (tokenizer.json, tokenizer.model, vocab.txt, or vocab.json + merges.txt), a .model file or a .gguf vocabulary.")
+    @Option(help: "A model folder (tokenizer.json, tokenizer.model, vocab.txt, or vocab.json + merges.txt), a .model file, or a .gguf file (a model or a vocabulary).")
     var tokenizer: String
+
+    @Flag(help: "Tokenize each line of the input on its own; one output line per input line.")
+    var lines = false
 
     @Flag(help: "Print only the ids, space-separated, on one line.")
     var ids = false
@@ -74,6 +80,21 @@ struct TokenizeCommand: ParsableCommand {
             input = text
         } else {
             input = try UTF8Text.decode(Array(FileHandle.standardInput.readDataToEndOfFile()), source: "stdin")
+        }
+        if lines {
+            var parts = input.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+            if parts.last == "" { parts.removeLast() }
+            for line in parts {
+                let r = try tok.encode(line, addSpecialTokens: add, parseSpecialTokens: parseSpecial)
+                if json {
+                    print(jsonLine(["ids": r, "pieces": tok.pieces(for: r)]))
+                } else if pieces {
+                    print(tok.pieces(for: r).joined(separator: " "))
+                } else {
+                    print(r.map(String.init).joined(separator: " "))
+                }
+            }
+            return
         }
         let result = try tok.encode(input, addSpecialTokens: add, parseSpecialTokens: parseSpecial)
         let names = tok.pieces(for: result)

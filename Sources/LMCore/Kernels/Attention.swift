@@ -1,3 +1,4 @@
+import CKernels
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -19,6 +20,10 @@ public struct AttentionDims: Sendable {
     public var window: Int = 0
     /// The factor on q·k; nil: 1/√HS.
     public var scale: Float? = nil
+    /// Many-query products with swift-lm's own GEMM (`lm_sgemm`) instead of OpenBLAS: the same
+    /// FMA chains on any CPU, whatever kernels OpenBLAS picks (newer architectures' choice;
+    /// GPT-2 and BERT keep OpenBLAS, their measured numbers came from it).
+    public var ownGEMM = false
 
     public init(T: Int, L: Int, NH: Int, KVH: Int, HS: Int, qStride: Int, kvStride: Int, outStride: Int, causal: Bool,
                 window: Int = 0, scale: Float? = nil) {
@@ -75,6 +80,7 @@ public func attentionForward(out: UnsafeMutablePointer<Float>,
     // block's last row can see (causal). Each thread has its own scores area in `scratch`.
     let block = AttentionDims.block
     let threads = pool.threadCount
+    let gemmScratch = d.ownGEMM ? pool.scratch(bytes: lm_sgemm_scratch_floats() * MemoryLayout<Float>.size) : []
     pool.run { thread in
         let heads = ThreadPool.chunk(d.NH, parts: threads, index: thread)
         let scores = scratch + thread * min(d.T, block) * d.L
@@ -85,18 +91,29 @@ public func attentionForward(out: UnsafeMutablePointer<Float>,
                 let t1 = min(t0 + block, d.T)
                 // The block's queries see keys j0 ..< j0 + n (each row a part of them).
                 let j0 = d.firstKey(t0), n = d.visibleKeys(t1 - 1) - j0
+                let qb = q + t0 * d.qStride + h * d.HS, kb = k + j0 * d.kvStride + g * d.HS
+                let vb = v + j0 * d.kvStride + g * d.HS, ob = out + t0 * d.outStride + h * d.HS
                 // scores (t1 − t0, n) = q_h · k_gᵀ · scale
-                BLAS.sgemm(transB: true, M: t1 - t0, N: n, K: d.HS, alpha: scale,
-                           A: q + t0 * d.qStride + h * d.HS, lda: d.qStride, B: k + j0 * d.kvStride + g * d.HS,
-                           ldb: d.kvStride, C: scores, ldc: n)
+                if d.ownGEMM {
+                    lm_sgemm(1, qb, d.qStride, kb, d.kvStride, scores, n, 0, t1 - t0, n, d.HS, nil, nil, 0,
+                             gemmScratch[thread].assumingMemoryBound(to: Float.self))
+                } else {
+                    BLAS.sgemm(transB: true, M: t1 - t0, N: n, K: d.HS, alpha: scale, A: qb, lda: d.qStride, B: kb,
+                               ldb: d.kvStride, C: scores, ldc: n)
+                }
                 for r in 0..<(t1 - t0) {
-                    let row = scores + r * n, lo = d.firstKey(t0 + r) - j0
+                    let row = scores + r * n, lo = d.firstKey(t0 + r) - j0, hi = d.visibleKeys(t0 + r) - j0
+                    if d.ownGEMM { for j in lo..<hi { row[j] *= scale } }
                     if lo > 0 { row.initialize(repeating: 0, count: lo) }
-                    softmaxRow(row + lo, valid: d.visibleKeys(t0 + r) - j0 - lo, count: n - lo)
+                    softmaxRow(row + lo, valid: hi - lo, count: n - lo)
                 }
                 // out_h (t1 − t0, HS) = probs · v_g
-                BLAS.sgemm(M: t1 - t0, N: d.HS, K: n, A: scores, lda: n, B: v + j0 * d.kvStride + g * d.HS,
-                           ldb: d.kvStride, C: out + t0 * d.outStride + h * d.HS, ldc: d.outStride)
+                if d.ownGEMM {
+                    lm_sgemm(0, scores, n, vb, d.kvStride, ob, d.outStride, 0, t1 - t0, d.HS, n, nil, nil, 0,
+                             gemmScratch[thread].assumingMemoryBound(to: Float.self))
+                } else {
+                    BLAS.sgemm(M: t1 - t0, N: d.HS, K: n, A: scores, lda: n, B: vb, ldb: d.kvStride, C: ob, ldc: d.outStride)
+                }
                 t0 = t1
             }
         }
