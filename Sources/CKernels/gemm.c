@@ -79,6 +79,38 @@ static void kernel(int rows, size_t kn, const float *ap, const float *bp, float 
     }
 }
 
+// AVX-512 (run-time choice, lm_quant_isa() == 2): 12 rows × 16 columns from two consecutive
+// 6-row A micro-panels and one B panel, one zmm accumulator per row. Each output is the same
+// fused-multiply-add chain over k as in kernel_rows, so the results are the same bits as the
+// AVX2 path's.
+__attribute__((target("avx512f"))) static void kernel12_avx512(size_t kn, const float *ap0, const float *ap1,
+                                                              const float *bp, float *c, size_t ldc, int load,
+                                                              const float *bias, const float *mul, size_t ldm) {
+    __m512 acc[12];
+    const __m512 b16 = bias ? _mm512_loadu_ps(bias) : _mm512_setzero_ps();
+    for (int r = 0; r < 12; r++) {
+        if (load) {
+            acc[r] = _mm512_loadu_ps(c + r * ldc);
+            if (bias) acc[r] = _mm512_add_ps(acc[r], b16);
+        } else {
+            acc[r] = b16;
+        }
+    }
+#pragma clang loop unroll_count(2)
+    for (size_t k = 0; k < kn; k++) {
+        const __m512 b = _mm512_loadu_ps(bp);
+        for (int r = 0; r < 6; r++) acc[r] = _mm512_fmadd_ps(_mm512_set1_ps(ap0[r]), b, acc[r]);
+        for (int r = 0; r < 6; r++) acc[6 + r] = _mm512_fmadd_ps(_mm512_set1_ps(ap1[r]), b, acc[6 + r]);
+        ap0 += MR;
+        ap1 += MR;
+        bp += NR;
+    }
+    for (int r = 0; r < 12; r++) {
+        if (mul) acc[r] = _mm512_mul_ps(acc[r], _mm512_loadu_ps(mul + r * ldm));
+        _mm512_storeu_ps(c + r * ldc, acc[r]);
+    }
+}
+
 // Rows [i0, i0 + mc) × k [k0, k0 + kc) of A into 6-row micro-panels, k-major (zero rows past mc).
 static void pack_a(float *ap, const float *A, size_t lda, size_t i0, size_t mc, size_t k0, size_t kc) {
     for (size_t p = 0; p < mc; p += MR) {
@@ -230,6 +262,7 @@ static void blocked(const float *A, size_t lda, const bsource *b, float *C, size
                     size_t j0, size_t j1, size_t K, const float *bias, int accumulate, const float *mul, size_t ldm,
                     size_t kcmax, float *scratch) {
     float *ap = scratch, *bpk = scratch + MC * KC_MAX, *edge = bpk + KC_MAX * NC, *rows = edge + MR * NR;
+    const int avx512 = lm_quant_isa() >= 2;
     if (K == 0) {  // C (+)= bias (or 0), times mul
         for (size_t i = i0; i < i1; i++)
             for (size_t j = j0; j < j1; j++) {
@@ -258,6 +291,13 @@ static void blocked(const float *A, size_t lda, const bsource *b, float *C, size
                     }
                     const float *bp = bpk + j * kc;
                     for (size_t p = 0; p < mc; p += MR) {
+                        if (avx512 && cols == NR && p + 2 * MR <= mc) {  // two full micro-panels at once
+                            const float *mp = (mul && last) ? mul + (ic + p) * ldm + jc + j : NULL;
+                            kernel12_avx512(kc, ap + p * kc, ap + (p + MR) * kc, bp, C + (ic + p) * ldc + jc + j, ldc,
+                                            load, bj, mp, ldm);
+                            p += MR;
+                            continue;
+                        }
                         const int rows = mc - p < MR ? (int)(mc - p) : MR;
                         float *cp = C + (ic + p) * ldc + jc + j;
                         const float *mp = (mul && last) ? mul + (ic + p) * ldm + jc + j : NULL;
