@@ -104,7 +104,7 @@ let package = Package(
             dependencies: ["LMCore"],
             path: "Tests/LMTestSupport"
         ),
-        .testTarget(name: "LMCoreTests", dependencies: ["LMCore", "CKernels", "LMTestSupport"]),
+        .testTarget(name: "LMCoreTests", dependencies: ["LMCore", "CKernels", "LMTestSupport"], exclude: ["Fixtures"]),
         .testTarget(name: "LMTokenizersTests", dependencies: ["LMTokenizers", "LMTestSupport"], exclude: ["Fixtures"]),
         .testTarget(name: "LMModelsTests", dependencies: ["LMModels", "LMTokenizers", "LMTestSupport"], exclude: ["Fixtures"]),
         .testTarget(name: "LMGenerationTests", dependencies: ["LMGeneration", "LMTestSupport"]),

@@ -124,9 +124,32 @@ static void gemv_f32(float *y, const uint8_t *w, size_t row_bytes, size_t n, siz
     }
 }
 
+// Q5_0 / Q4_K / Q6_K rows longer than the kernels' per-call tables of x sums (n > 65536, outside the
+// contract): dequantize a chunk at a time and sum in float — slow, but safe and still split-invariant.
+static void gemv_long_rows(int type, float *y, const uint8_t *w, size_t row_bytes, size_t n, size_t r0, size_t r1,
+                           const float *x, const float *bias, int accumulate) {
+    enum { CHUNK = 4096 };
+    float buf[CHUNK];
+    const size_t be = lm_quant_block_elems(type), bb = lm_quant_block_bytes(type);
+    for (size_t r = r0; r < r1; r++) {
+        float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+        for (size_t k = 0; k < n; k += CHUNK) {
+            const size_t m = n - k < CHUNK ? n - k : CHUNK;
+            lm_dequantize(type, w + r * row_bytes + k / be * bb, buf, m);
+            for (size_t i = 0; i < m; i++) acc[i & 7] += buf[i] * x[k + i];
+        }
+        const float s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+        lm_store_out(y, r, bias, accumulate, s);
+    }
+}
+
 void lm_quant_gemv(int type, float *y, const void *w, size_t row_bytes, size_t n, size_t r0, size_t r1,
                    const float *x, const float *bias, int accumulate) {
     if (r1 <= r0) return;
+    if (n > LM_MAX_N && (type == LM_TYPE_Q5_0 || type == LM_TYPE_Q4_K || type == LM_TYPE_Q6_K)) {
+        gemv_long_rows(type, y, (const uint8_t *)w, row_bytes, n, r0, r1, x, bias, accumulate);
+        return;
+    }
     const int avx512 = lm_quant_isa() >= 2;
     gemv_fn f = 0;
     switch (type) {

@@ -44,7 +44,7 @@ INLINE float hsum8(__m256 v) {
 
 // R rows from row r; every row's arithmetic is the same whatever R is: two 8-wide accumulators
 // (even / odd 8-element steps), then a single 8-step, a fixed-order horizontal sum, a scalar tail.
-INLINE void rows_avx2(int bf, int R, float *y, const uint8_t *w, size_t row_bytes, size_t n, size_t r,
+INLINE void rows_avx2(int bf, int R, float *y, const uint8_t *w, size_t row_bytes, size_t n, size_t r, size_t ahead,
                       const float *x, const float *bias, int accumulate) {
     __m256 a0[4], a1[4];
     for (int i = 0; i < R; i++) a0[i] = a1[i] = _mm256_setzero_ps();
@@ -53,6 +53,7 @@ INLINE void rows_avx2(int bf, int R, float *y, const uint8_t *w, size_t row_byte
         const __m256 x0 = _mm256_loadu_ps(x + k), x1 = _mm256_loadu_ps(x + k + 8);
         for (int i = 0; i < R; i++) {
             const uint8_t *p = w + (r + i) * row_bytes + 2 * k;
+            LM_PREFETCH(p, ahead);
             a0[i] = _mm256_fmadd_ps(bf ? ld8_bf16(p) : ld8_f16(p), x0, a0[i]);
             a1[i] = _mm256_fmadd_ps(bf ? ld8_bf16(p + 16) : ld8_f16(p + 16), x1, a1[i]);
         }
@@ -78,13 +79,15 @@ INLINE void rows_avx2(int bf, int R, float *y, const uint8_t *w, size_t row_byte
 
 static void gemv_avx2(int bf, float *y, const uint8_t *w, size_t row_bytes, size_t n, size_t r0, size_t r1,
                       const float *x, const float *bias, int accumulate) {
+    const size_t ahead = lm_prefetch_ahead(row_bytes, 4);
+    lm_prefetch_start(w + r0 * row_bytes, ahead, (r1 - r0) * row_bytes);
     size_t r = r0;
     if (bf) {
-        for (; r + 4 <= r1; r += 4) rows_avx2(1, 4, y, w, row_bytes, n, r, x, bias, accumulate);
-        for (; r < r1; r++) rows_avx2(1, 1, y, w, row_bytes, n, r, x, bias, accumulate);
+        for (; r + 4 <= r1; r += 4) rows_avx2(1, 4, y, w, row_bytes, n, r, ahead, x, bias, accumulate);
+        for (; r < r1; r++) rows_avx2(1, 1, y, w, row_bytes, n, r, ahead, x, bias, accumulate);
     } else {
-        for (; r + 4 <= r1; r += 4) rows_avx2(0, 4, y, w, row_bytes, n, r, x, bias, accumulate);
-        for (; r < r1; r++) rows_avx2(0, 1, y, w, row_bytes, n, r, x, bias, accumulate);
+        for (; r + 4 <= r1; r += 4) rows_avx2(0, 4, y, w, row_bytes, n, r, ahead, x, bias, accumulate);
+        for (; r < r1; r++) rows_avx2(0, 1, y, w, row_bytes, n, r, ahead, x, bias, accumulate);
     }
 }
 
@@ -138,7 +141,7 @@ INLINE512 float hsum16(__m512 v) {
 }
 
 // As rows_avx2 with 16-wide vectors; the tail is one masked step.
-INLINE512 void rows_avx512(int bf, int R, float *y, const uint8_t *w, size_t row_bytes, size_t n, size_t r,
+INLINE512 void rows_avx512(int bf, int R, float *y, const uint8_t *w, size_t row_bytes, size_t n, size_t r, size_t ahead,
                            const float *x, const float *bias, int accumulate) {
     __m512 a0[4], a1[4];
     for (int i = 0; i < R; i++) a0[i] = a1[i] = _mm512_setzero_ps();
@@ -147,6 +150,7 @@ INLINE512 void rows_avx512(int bf, int R, float *y, const uint8_t *w, size_t row
         const __m512 x0 = _mm512_loadu_ps(x + k), x1 = _mm512_loadu_ps(x + k + 16);
         for (int i = 0; i < R; i++) {
             const uint8_t *p = w + (r + i) * row_bytes + 2 * k;
+            LM_PREFETCH(p, ahead);
             a0[i] = _mm512_fmadd_ps(bf ? ld16_bf16(p, 0xFFFF) : ld16_f16(p, 0xFFFF), x0, a0[i]);
             a1[i] = _mm512_fmadd_ps(bf ? ld16_bf16(p + 32, 0xFFFF) : ld16_f16(p + 32, 0xFFFF), x1, a1[i]);
         }
@@ -164,13 +168,15 @@ INLINE512 void rows_avx512(int bf, int R, float *y, const uint8_t *w, size_t row
 
 LM_AVX512 static void gemv_avx512(int bf, float *y, const uint8_t *w, size_t row_bytes, size_t n, size_t r0,
                                   size_t r1, const float *x, const float *bias, int accumulate) {
+    const size_t ahead = lm_prefetch_ahead(row_bytes, 4);
+    lm_prefetch_start(w + r0 * row_bytes, ahead, (r1 - r0) * row_bytes);
     size_t r = r0;
     if (bf) {
-        for (; r + 4 <= r1; r += 4) rows_avx512(1, 4, y, w, row_bytes, n, r, x, bias, accumulate);
-        for (; r < r1; r++) rows_avx512(1, 1, y, w, row_bytes, n, r, x, bias, accumulate);
+        for (; r + 4 <= r1; r += 4) rows_avx512(1, 4, y, w, row_bytes, n, r, ahead, x, bias, accumulate);
+        for (; r < r1; r++) rows_avx512(1, 1, y, w, row_bytes, n, r, ahead, x, bias, accumulate);
     } else {
-        for (; r + 4 <= r1; r += 4) rows_avx512(0, 4, y, w, row_bytes, n, r, x, bias, accumulate);
-        for (; r < r1; r++) rows_avx512(0, 1, y, w, row_bytes, n, r, x, bias, accumulate);
+        for (; r + 4 <= r1; r += 4) rows_avx512(0, 4, y, w, row_bytes, n, r, ahead, x, bias, accumulate);
+        for (; r < r1; r++) rows_avx512(0, 1, y, w, row_bytes, n, r, ahead, x, bias, accumulate);
     }
 }
 

@@ -22,7 +22,6 @@ void lm_deq_q4_k_ref(const void *src, float *dst, size_t n) {
     }
 }
 
-
 #define INLINE static inline __attribute__((always_inline))
 #define INLINE512 static inline __attribute__((always_inline, target("avx512f,avx512bw,avx512vl,avx512dq")))
 
@@ -75,7 +74,7 @@ void lm_deq_q4_k_avx2(const void *src, float *dst, size_t n) {
     }
 }
 
-INLINE void rows_avx2(int R, float *y, const uint8_t *w, size_t row_bytes, size_t nsb, size_t r,
+INLINE void rows_avx2(int R, float *y, const uint8_t *w, size_t row_bytes, size_t nsb, size_t r, size_t ahead,
                       const float *x, const float *xs, const float *bias, int accumulate) {
     __m256 acc[4], accm[4];
     const __m256i low = _mm256_set1_epi32(15);
@@ -84,7 +83,11 @@ INLINE void rows_avx2(int R, float *y, const uint8_t *w, size_t row_bytes, size_
         float ds[4][8];
         const __m256 xsv = _mm256_loadu_ps(xs + 8 * sb);
         for (int i = 0; i < R; i++) {
-            const __m256 dm = block_scales((const lm_block_q4_k *)(w + (r + i) * row_bytes + sb * 144), ds[i]);
+            const uint8_t *blk = w + (r + i) * row_bytes + sb * 144;
+            LM_PREFETCH(blk, ahead);
+            LM_PREFETCH(blk + 64, ahead);
+            LM_PREFETCH(blk + 128, ahead);
+            const __m256 dm = block_scales((const lm_block_q4_k *)blk, ds[i]);
             accm[i] = _mm256_fmadd_ps(dm, xsv, accm[i]);
         }
         for (int c = 0; c < 4; c++) {
@@ -123,12 +126,14 @@ static void subblock_sums_avx2(const float *x, size_t n, float *xs) {
 
 void lm_gemv_q4_k_avx2(float *y, const uint8_t *w, size_t row_bytes, size_t n, size_t r0, size_t r1,
                        const float *x, const float *bias, int accumulate) {
+    const size_t ahead = lm_prefetch_ahead(row_bytes, 4);
+    lm_prefetch_start(w + r0 * row_bytes, ahead, (r1 - r0) * row_bytes);
     float xs[LM_MAX_N / 32];
     subblock_sums_avx2(x, n, xs);
     const size_t nsb = n / LM_QKK;
     size_t r = r0;
-    for (; r + 4 <= r1; r += 4) rows_avx2(4, y, w, row_bytes, nsb, r, x, xs, bias, accumulate);
-    for (; r < r1; r++) rows_avx2(1, y, w, row_bytes, nsb, r, x, xs, bias, accumulate);
+    for (; r + 4 <= r1; r += 4) rows_avx2(4, y, w, row_bytes, nsb, r, ahead, x, xs, bias, accumulate);
+    for (; r < r1; r++) rows_avx2(1, y, w, row_bytes, nsb, r, ahead, x, xs, bias, accumulate);
 }
 
 // ---- AVX-512 ----
@@ -170,7 +175,7 @@ LM_AVX512 void lm_deq_q4_k_avx512(const void *src, float *dst, size_t n) {
     }
 }
 
-INLINE512 void rows_avx512(int R, float *y, const uint8_t *w, size_t row_bytes, size_t nsb, size_t r,
+INLINE512 void rows_avx512(int R, float *y, const uint8_t *w, size_t row_bytes, size_t nsb, size_t r, size_t ahead,
                            const float *x, const float *xs, const float *bias, int accumulate) {
     __m512 acc[4];
     __m256 accm[4];
@@ -183,7 +188,11 @@ INLINE512 void rows_avx512(int R, float *y, const uint8_t *w, size_t row_bytes, 
         float ds[4][8];
         const __m256 xsv = _mm256_loadu_ps(xs + 8 * sb);
         for (int i = 0; i < R; i++) {
-            const __m256 dm = block_scales((const lm_block_q4_k *)(w + (r + i) * row_bytes + sb * 144), ds[i]);
+            const uint8_t *blk = w + (r + i) * row_bytes + sb * 144;
+            LM_PREFETCH(blk, ahead);
+            LM_PREFETCH(blk + 64, ahead);
+            LM_PREFETCH(blk + 128, ahead);
+            const __m256 dm = block_scales((const lm_block_q4_k *)blk, ds[i]);
             accm[i] = _mm256_fmadd_ps(dm, xsv, accm[i]);
         }
         for (int c = 0; c < 4; c++) {
@@ -213,10 +222,12 @@ LM_AVX512 static void subblock_sums_avx512(const float *x, size_t n, float *xs) 
 
 LM_AVX512 void lm_gemv_q4_k_avx512(float *y, const uint8_t *w, size_t row_bytes, size_t n, size_t r0, size_t r1,
                                    const float *x, const float *bias, int accumulate) {
+    const size_t ahead = lm_prefetch_ahead(row_bytes, 4);
+    lm_prefetch_start(w + r0 * row_bytes, ahead, (r1 - r0) * row_bytes);
     float xs[LM_MAX_N / 32];
     subblock_sums_avx512(x, n, xs);
     const size_t nsb = n / LM_QKK;
     size_t r = r0;
-    for (; r + 4 <= r1; r += 4) rows_avx512(4, y, w, row_bytes, nsb, r, x, xs, bias, accumulate);
-    for (; r < r1; r++) rows_avx512(1, y, w, row_bytes, nsb, r, x, xs, bias, accumulate);
+    for (; r + 4 <= r1; r += 4) rows_avx512(4, y, w, row_bytes, nsb, r, ahead, x, xs, bias, accumulate);
+    for (; r < r1; r++) rows_avx512(1, y, w, row_bytes, nsb, r, ahead, x, xs, bias, accumulate);
 }

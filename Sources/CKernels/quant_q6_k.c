@@ -27,7 +27,6 @@ void lm_deq_q6_k_ref(const void *src, float *dst, size_t n) {
     }
 }
 
-
 #define INLINE static inline __attribute__((always_inline))
 #define INLINE512 static inline __attribute__((always_inline, target("avx512f,avx512bw,avx512vl,avx512dq")))
 
@@ -92,7 +91,7 @@ void lm_deq_q6_k_avx2(const void *src, float *dst, size_t n) {
     }
 }
 
-INLINE void rows_avx2(int R, float *y, const uint8_t *w, size_t row_bytes, size_t nsb, size_t r,
+INLINE void rows_avx2(int R, float *y, const uint8_t *w, size_t row_bytes, size_t nsb, size_t r, size_t ahead,
                       const float *x, const float *xs, const float *bias, int accumulate) {
     __m256 acc[4];
     _Alignas(32) uint8_t t[4][128];
@@ -101,7 +100,9 @@ INLINE void rows_avx2(int R, float *y, const uint8_t *w, size_t row_bytes, size_
         float ds[4][16];
         const __m256 xs0 = _mm256_loadu_ps(xs + 16 * sb), xs1 = _mm256_loadu_ps(xs + 16 * sb + 8);
         for (int i = 0; i < R; i++) {
-            block_scales_avx2((const lm_block_q6_k *)(w + (r + i) * row_bytes + sb * 210), ds[i]);
+            const uint8_t *blk = w + (r + i) * row_bytes + sb * 210;
+            for (int l = 0; l < 256; l += 64) LM_PREFETCH(blk + l, ahead);
+            block_scales_avx2((const lm_block_q6_k *)blk, ds[i]);
             acc[i] = _mm256_fmadd_ps(_mm256_loadu_ps(ds[i]), xs0, acc[i]);
             acc[i] = _mm256_fmadd_ps(_mm256_loadu_ps(ds[i] + 8), xs1, acc[i]);
         }
@@ -129,12 +130,14 @@ static void group_sums_avx2(const float *x, size_t n, float *xs) {
 
 void lm_gemv_q6_k_avx2(float *y, const uint8_t *w, size_t row_bytes, size_t n, size_t r0, size_t r1,
                        const float *x, const float *bias, int accumulate) {
+    const size_t ahead = lm_prefetch_ahead(row_bytes, 4);
+    lm_prefetch_start(w + r0 * row_bytes, ahead, (r1 - r0) * row_bytes);
     float xs[LM_MAX_N / 16];
     group_sums_avx2(x, n, xs);
     const size_t nsb = n / LM_QKK;
     size_t r = r0;
-    for (; r + 4 <= r1; r += 4) rows_avx2(4, y, w, row_bytes, nsb, r, x, xs, bias, accumulate);
-    for (; r < r1; r++) rows_avx2(1, y, w, row_bytes, nsb, r, x, xs, bias, accumulate);
+    for (; r + 4 <= r1; r += 4) rows_avx2(4, y, w, row_bytes, nsb, r, ahead, x, xs, bias, accumulate);
+    for (; r < r1; r++) rows_avx2(1, y, w, row_bytes, nsb, r, ahead, x, xs, bias, accumulate);
 }
 
 // ---- AVX-512 ----
@@ -190,7 +193,7 @@ LM_AVX512 void lm_deq_q6_k_avx512(const void *src, float *dst, size_t n) {
     }
 }
 
-INLINE512 void rows_avx512(int R, float *y, const uint8_t *w, size_t row_bytes, size_t nsb, size_t r,
+INLINE512 void rows_avx512(int R, float *y, const uint8_t *w, size_t row_bytes, size_t nsb, size_t r, size_t ahead,
                            const float *x, const float *xs, const float *bias, int accumulate) {
     __m512 acc[4];
     _Alignas(64) uint8_t t[4][128];
@@ -199,7 +202,9 @@ INLINE512 void rows_avx512(int R, float *y, const uint8_t *w, size_t row_bytes, 
         float ds[4][16];
         const __m512 xsv = _mm512_loadu_ps(xs + 16 * sb);
         for (int i = 0; i < R; i++) {
-            const __m512 dsv = block_scales_avx512((const lm_block_q6_k *)(w + (r + i) * row_bytes + sb * 210));
+            const uint8_t *blk = w + (r + i) * row_bytes + sb * 210;
+            for (int l = 0; l < 256; l += 64) LM_PREFETCH(blk + l, ahead);
+            const __m512 dsv = block_scales_avx512((const lm_block_q6_k *)blk);
             _mm512_storeu_ps(ds[i], dsv);
             acc[i] = _mm512_fmadd_ps(dsv, xsv, acc[i]);
         }
@@ -228,10 +233,12 @@ LM_AVX512 static void group_sums_avx512(const float *x, size_t n, float *xs) {
 
 LM_AVX512 void lm_gemv_q6_k_avx512(float *y, const uint8_t *w, size_t row_bytes, size_t n, size_t r0, size_t r1,
                                    const float *x, const float *bias, int accumulate) {
+    const size_t ahead = lm_prefetch_ahead(row_bytes, 4);
+    lm_prefetch_start(w + r0 * row_bytes, ahead, (r1 - r0) * row_bytes);
     float xs[LM_MAX_N / 16];
     group_sums_avx512(x, n, xs);
     const size_t nsb = n / LM_QKK;
     size_t r = r0;
-    for (; r + 4 <= r1; r += 4) rows_avx512(4, y, w, row_bytes, nsb, r, x, xs, bias, accumulate);
-    for (; r < r1; r++) rows_avx512(1, y, w, row_bytes, nsb, r, x, xs, bias, accumulate);
+    for (; r + 4 <= r1; r += 4) rows_avx512(4, y, w, row_bytes, nsb, r, ahead, x, xs, bias, accumulate);
+    for (; r < r1; r++) rows_avx512(1, y, w, row_bytes, nsb, r, ahead, x, xs, bias, accumulate);
 }
