@@ -152,3 +152,16 @@ public struct BlockMatrix: @unchecked Sendable {
 
 /// The instruction set the block-type kernels use on this CPU (chosen at run time).
 public var kernelISA: String { lm_quant_isa() >= 2 ? "AVX-512" : "AVX2" }
+
+/// Forces the instruction set of the block-type and GEMM kernels: `avx2`, `avx512` (falls back to
+/// AVX2 on a CPU without it) or `auto` — `$LM_KERNELS`, for benchmarks of the AVX2 path on an
+/// AVX-512 machine. Results are the same bits either way for the GEMM, within float rounding
+/// for the GEMVs.
+public func setKernelISA(_ name: String) throws {
+    switch name.lowercased() {
+    case "auto", "": lm_quant_set_isa(0)
+    case "avx2": lm_quant_set_isa(1)
+    case "avx512", "avx-512": lm_quant_set_isa(2)
+    default: throw LMError(.invalidArgument, "LM_KERNELS=\(name) is not one of auto, avx2, avx512")
+    }
+}

@@ -43,6 +43,12 @@ struct LM: ParsableCommand {
         // A write past a file-size limit must fail with an error (reported, the previous
         // checkpoint kept), not kill the process.
         signal(SIGXFSZ, SIG_IGN)
+        if let isa = ProcessInfo.processInfo.environment["LM_KERNELS"] {
+            do { try setKernelISA(isa) } catch {
+                FileHandle.standardError.write(Data("error: \(error)\n".utf8))
+                Foundation.exit(2)
+            }
+        }
         main(nil)
     }
 }
