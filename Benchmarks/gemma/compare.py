@@ -13,7 +13,7 @@
 
 Prints one JSON line per mode (progress on stderr); `all` runs the three.
 
-  /work/venv-peers/bin/python Benchmarks/gemma/compare.py all --model ~/.cache/swift-lm/gemma-3-270m-q4_k_m.gguf \\
+  python Benchmarks/gemma/compare.py all --model ~/.cache/swift-lm/gemma-3-270m-q4_k_m.gguf \\
       --text ../shared/data/wikitext-2/valid.txt --lm .build/release/lm
 """
 import argparse

@@ -194,8 +194,10 @@ public struct ChatTurn: Codable, Sendable, Equatable {
 /// turn or the fiftieth.
 ///
 /// **Context shift**: when a turn or a reply does not fit, the system text stays in place (when
-/// it takes at most half the context) and the newest half of the rest is encoded again after
-/// it — the model has learned absolute positions, so cached keys cannot be moved.
+/// it takes at most half the context) and only the newest half of the rest is kept: its cached
+/// keys move down (models with rotary embeddings, `canShiftCache`; nothing is encoded again), or
+/// it is encoded again after the system text (learned absolute positions, or a sliding-window
+/// layer that no longer holds what the moved text needs).
 ///
 /// **Undo / regenerate / save** truncate or restore the cache; the sampler's random stream
 /// always continues, and its repetition window is always the last `repeat_last_n` tokens of

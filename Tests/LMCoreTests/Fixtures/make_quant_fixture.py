@@ -16,7 +16,7 @@ Output (beside this script):
                       "blocks_offset", "blocks_bytes", "values_offset"}], ...}
 
 Run with a Python that has gguf (0.19.0), numpy and llama-cpp-python (0.3.36), e.g.
-  /work/venv-peers/bin/python Tests/LMCoreTests/Fixtures/make_quant_fixture.py
+  python Tests/LMCoreTests/Fixtures/make_quant_fixture.py
 """
 import ctypes
 import json

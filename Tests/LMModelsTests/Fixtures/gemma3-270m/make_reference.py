@@ -6,7 +6,7 @@ of the file's weights (../shared/bench/gguf_ref.py, plain float64 mode: dequanti
 stored per position as the 16 most likely ids with their log-probabilities and the full-vocabulary log-sum-exp, and
 llama.cpp's (llama-cpp-python 0.3.36, one batch) top-16 the same way, for the tests' bounds.
 
-  /work/venv-peers/bin/python make_reference.py --model ~/.cache/swift-lm/gemma-3-270m-q4_k_m.gguf
+  python make_reference.py --model ~/.cache/swift-lm/gemma-3-270m-q4_k_m.gguf
 """
 import argparse
 import json

@@ -16,15 +16,15 @@ See README.md beside this file for the shapes and what was found.
 
 How to run (the venv of this project: torch 2.15.0, transformers 5.23.0, safetensors 0.8.0, gguf 0.19.0,
 numpy 2.4.6, llama-cpp-python 0.3.36; Python 3.11):
-  /work/venv-peers/bin/python make_gemma3_tiny.py            # rewrite everything (~10 s)
-  /work/venv-peers/bin/python make_gemma3_tiny.py --verify   # regenerate into a temp folder, compare to disk
+  python make_gemma3_tiny.py            # rewrite everything (~10 s)
+  python make_gemma3_tiny.py --verify   # regenerate into a temp folder, compare to disk
   ... --converter DIR   also run llama.cpp's own convert_hf_to_gguf.py from a llama.cpp source tree DIR
                         (e.g. the vendor/llama.cpp of the llama-cpp-python 0.3.36 sdist) on hf/ and
                         compare its output with tiny-f32.gguf key by key and tensor by tensor
   ... --no-quant        skip quant/
 
 Determinism: fixed seeds everywhere, torch single-threaded, llama.cpp with 1 thread. The optional
-shared/bench/gguf_ref.py cross-check is used if /work/shared/bench exists (it is not needed).
+shared/bench/gguf_ref.py cross-check is used if ../shared/bench exists (it is not needed).
 No network access is needed: the model is random, nothing comes from a hub.
 """
 import argparse
@@ -55,7 +55,7 @@ from transformers import Gemma3ForCausalLM, Gemma3TextConfig, GenerationConfig  
 transformers.logging.set_verbosity_error()
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-BENCH = "/work/shared/bench"  # gguf_ref.py (optional cross-check)
+BENCH = os.environ.get("LM_SHARED", os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "..", "..", "shared")) + "/bench"  # gguf_ref.py (optional cross-check)
 ATTN = "eager"
 
 # --------------------------------------------------------------------------------------------

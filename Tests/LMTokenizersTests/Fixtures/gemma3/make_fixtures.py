@@ -4,7 +4,7 @@
 
 Usage (from the package root; the model is google/gemma-3-270m Q4_K_M, `make gemma` fetches it):
 
-    /work/venv-peers/bin/python Tests/LMTokenizersTests/Fixtures/gemma3/make_fixtures.py \
+    python Tests/LMTokenizersTests/Fixtures/gemma3/make_fixtures.py \
         --model ~/.cache/swift-lm/gemma-3-270m-q4_k_m.gguf \
         --wikitext ../shared/data/wikitext-2/valid.txt \
         --llama-spm ../shared/data/llama-cpp-vocab/ggml-vocab-llama-spm.gguf
@@ -12,7 +12,7 @@ Usage (from the package root; the model is google/gemma-3-270m Q4_K_M, `make gem
 Writes, beside this script:
 
   valid-lines.txt    WikiText-2 valid.txt, each non-empty line (text.split("\\n"), lines with
-                     only whitespace left out, as /work/shared/bench/llamacpp_file.py does),
+                     only whitespace left out, as ../shared/bench/llamacpp_file.py does),
                      tokenized with add_special=True, parse_special=False: one line per text line,
                      "<number of ids> <FNV-1a 64 of the ids>" (ids as little-endian uint32, hash
                      in 16 hex digits). '#' lines are comments.
