@@ -289,21 +289,15 @@ public final class GPT2Model: CausalLanguageModel, @unchecked Sendable {
         let T = tokens.count, V = config.vocabSize, C = config.nEmbd
         let rows = T - logitsFrom
         if ws.logits.shape[0] < rows { ws.logits = Tensor(zeros: [rows, V]) }
-        var done = 0
-        while done < T {
-            let B = min(maxBatch, T - done)
-            for i in 0..<B { ws.ids[i] = tokens[done + i] }
+        runInChunks(count: T, maxBatch: maxBatch, logitsFrom: logitsFrom, logits: ws.logits.data, V: V, chunk: { offset, B in
+            for i in 0..<B { ws.ids[i] = tokens[offset + i] }
             forwardChunk(B: B, cache: cache)
-            defer { done += B }
+        }, head: { first, n, dest in
             // Final LayerNorm and LM head on the rows whose logits are wanted.
-            let first = max(0, logitsFrom - done)
-            if first >= B { continue }
-            let n = B - first
             layerNormForward(out: ws.h.data, mean: nil, rstd: nil, inp: ws.x.data + first * C,
                              weight: lnfW.data, bias: lnfB.data, N: n, C: C, eps: config.layerNormEpsilon, pool: pool)
-            let dest = ws.logits.data + (done + first - logitsFrom) * V
             lmHead.forward(out: dest, inp: ws.h.data, bias: nil, N: n, workspace: q8ws, pool: pool)
-        }
+        })
         return UnsafeMutableBufferPointer(start: ws.logits.data, count: rows * V)
     }
 

@@ -424,24 +424,17 @@ public final class Gemma3Model: CausalLanguageModel, @unchecked Sendable {
         let need = AttentionDims(T: maxBatch, L: L, NH: config.heads, KVH: config.kvHeads, HS: config.headDim,
                                  qStride: 0, kvStride: 0, outStride: 0, causal: true).scratchCount(threads: pool.threadCount)
         if ws.scratch.count < need { ws.scratch = Tensor(zeros: [need]) }
-        var done = 0
-        while done < T {
-            let B = min(maxBatch, T - done)
-            for i in 0..<B { ws.ids[i] = tokens[done + i] }
+        runInChunks(count: T, maxBatch: maxBatch, logitsFrom: logitsFrom, logits: ws.logits.data, V: V, chunk: { offset, B in
+            for i in 0..<B { ws.ids[i] = tokens[offset + i] }
             forwardChunk(B: B, cache: cache)
-            defer { done += B }
-            // Rows of this chunk whose logits are wanted.
-            let first = max(0, logitsFrom - done)
-            if first >= B { continue }
-            let n = B - first
+        }, head: { first, n, dest in
             rmsNormForward(out: ws.h.data, inp: ws.x.data + first * C, weight: outputNorm.data, N: n, C: C,
                            eps: config.rmsNormEps, pool: pool)
-            let dest = ws.logits.data + (done + first - logitsFrom) * V
             output.forward(out: dest, inp: ws.h.data, bias: nil, N: n, workspace: q8ws, pool: pool)
             if let cap = config.finalLogitSoftcap {
                 for i in 0..<(n * V) { dest[i] = cap * Foundation.tanh(dest[i] / cap) }
             }
-        }
+        })
         return UnsafeMutableBufferPointer(start: ws.logits.data, count: rows * V)
     }
 

@@ -94,3 +94,20 @@ extension CausalLanguageModel {
             + (types.isEmpty ? "" : ", weights \(types)")
     }
 }
+
+/// The loop every architecture's `forward` shares: the tokens in chunks of at most `maxBatch`
+/// (llama.cpp's n_batch), each run by `chunk(offset, count)`; then, for the rows of that chunk
+/// whose logits are wanted (from token `logitsFrom` on), `head(first, count, dest)`: the chunk's
+/// rows `first…` into the logits buffer at `dest` (V floats per row).
+func runInChunks(count T: Int, maxBatch: Int, logitsFrom: Int, logits: UnsafeMutablePointer<Float>, V: Int,
+                 chunk: (_ offset: Int, _ count: Int) -> Void,
+                 head: (_ first: Int, _ count: Int, _ dest: UnsafeMutablePointer<Float>) -> Void) {
+    var done = 0
+    while done < T {
+        let B = min(maxBatch, T - done)
+        chunk(done, B)
+        let first = max(0, logitsFrom - done)
+        if first < B { head(first, B - first, logits + (done + first - logitsFrom) * V) }
+        done += B
+    }
+}
