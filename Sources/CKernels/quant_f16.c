@@ -1,8 +1,8 @@
 // F16 and BF16 weights: one element per 2 bytes (IEEE half; bfloat16 = the top 16 bits of a float).
 #include <immintrin.h>
 #include "quant_impl.h"
+#include "quant_simd.h"
 
-#define INLINE static inline __attribute__((always_inline))
 
 void lm_deq_f16_ref(const void *src, float *dst, size_t n) {
     const uint8_t *p = (const uint8_t *)src;
@@ -33,13 +33,6 @@ void lm_deq_bf16_avx2(const void *src, float *dst, size_t n) {
     size_t i = 0;
     for (; i + 8 <= n; i += 8) _mm256_storeu_ps(dst + i, ld8_bf16(p + 2 * i));
     for (; i < n; i++) dst[i] = lm_bf16_to_f32(lm_rd16(p + 2 * i));
-}
-
-INLINE float hsum8(__m256 v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
 }
 
 // R rows from row r; every row's arithmetic is the same whatever R is: two 8-wide accumulators
@@ -103,7 +96,6 @@ void lm_gemv_bf16_avx2(float *y, const uint8_t *w, size_t row_bytes, size_t n, s
 
 // ---- AVX-512 ----
 
-#define INLINE512 static inline __attribute__((always_inline, target("avx512f,avx512bw,avx512vl,avx512dq")))
 
 INLINE512 __m512 ld16_f16(const uint8_t *p, __mmask16 m) {
     return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, p));
@@ -130,14 +122,6 @@ LM_AVX512 void lm_deq_bf16_avx512(const void *src, float *dst, size_t n) {
         const __mmask16 m = (__mmask16)((1u << (n - i)) - 1);
         _mm512_mask_storeu_ps(dst + i, m, ld16_bf16(p + 2 * i, m));
     }
-}
-
-INLINE512 float hsum16(__m512 v) {
-    const __m256 h = _mm256_add_ps(_mm512_castps512_ps256(v), _mm512_extractf32x8_ps(v, 1));
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
 }
 
 // As rows_avx2 with 16-wide vectors; the tail is one masked step.

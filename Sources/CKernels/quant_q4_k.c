@@ -2,6 +2,7 @@
 // sub-blocks of 32 with 6-bit scale sc_j and min m_j; y = (d·sc_j)·q − (dmin·m_j), q a 4-bit nibble.
 #include <immintrin.h>
 #include "quant_impl.h"
+#include "quant_simd.h"
 
 void lm_deq_q4_k_ref(const void *src, float *dst, size_t n) {
     const lm_block_q4_k *b = (const lm_block_q4_k *)src;
@@ -22,8 +23,6 @@ void lm_deq_q4_k_ref(const void *src, float *dst, size_t n) {
     }
 }
 
-#define INLINE static inline __attribute__((always_inline))
-#define INLINE512 static inline __attribute__((always_inline, target("avx512f,avx512bw,avx512vl,avx512dq")))
 
 // GEMV plan: y = Σ_blocks [ Σ_j (d·sc_j) · Σ_l q_l·x_l  −  Σ_j (dmin·m_j) · X_j ], where X_j = Σ x over
 // sub-block j is computed once per call (shared by all rows). The nibble dot of each sub-block stays
@@ -42,13 +41,6 @@ INLINE __m256 block_scales(const lm_block_q4_k *b, float *ds) {
 }
 
 // ---- AVX2 ----
-
-INLINE float hsum8(__m256 v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
 
 INLINE __m256i ld8_u8(const uint8_t *q) { return _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)q)); }
 
@@ -137,14 +129,6 @@ void lm_gemv_q4_k_avx2(float *y, const uint8_t *w, size_t row_bytes, size_t n, s
 }
 
 // ---- AVX-512 ----
-
-INLINE512 float hsum16(__m512 v) {
-    const __m256 h = _mm256_add_ps(_mm512_castps512_ps256(v), _mm512_extractf32x8_ps(v, 1));
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
 
 INLINE512 float hsum8_512(__m256 v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));

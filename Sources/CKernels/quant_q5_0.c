@@ -2,6 +2,7 @@
 // u32: y[j] = d·((qs[j] & 15 | bit j of h << 4) − 16), y[j+16] = d·((qs[j] >> 4 | bit j+16 of h << 4) − 16).
 #include <immintrin.h>
 #include "quant_impl.h"
+#include "quant_simd.h"
 
 void lm_deq_q5_0_ref(const void *src, float *dst, size_t n) {
     const lm_block_q5_0 *b = (const lm_block_q5_0 *)src;
@@ -18,8 +19,6 @@ void lm_deq_q5_0_ref(const void *src, float *dst, size_t n) {
     }
 }
 
-#define INLINE static inline __attribute__((always_inline))
-#define INLINE512 static inline __attribute__((always_inline, target("avx512f,avx512bw,avx512vl,avx512dq")))
 
 // GEMV plan: per row Σ_b d_b · (Σ_j q_j · x_j) — the block's float dot in a vector register, one FMA
 // by the broadcast scale per block, four rows sharing each load of x; scales of 8 / 16 consecutive
@@ -30,24 +29,6 @@ void lm_deq_q5_0_ref(const void *src, float *dst, size_t n) {
 // The 32 signed 5-bit values of a block are built as bytes (q − 16 = nibble | (high bit ? 0 : 0xF0)),
 // stored to a small buffer and reloaded with sign extension — cheaper than extracting the four
 // 8-byte pieces from a register.
-
-INLINE __m256 ld8_i8(const int8_t *q) { return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)q))); }
-
-INLINE float hsum8(__m256 v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
-
-INLINE void scales8(const uint8_t *p, size_t stride, size_t m, float *d) {
-    const __m256i idx = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32((int)stride));
-    const __m256i live = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)m), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-    __m256i g = _mm256_mask_i32gather_epi32(_mm256_setzero_si256(), (const int *)(const void *)p, idx, live, 1);
-    g = _mm256_and_si256(g, _mm256_set1_epi32(0xFFFF));
-    g = _mm256_permute4x64_epi64(_mm256_packus_epi32(g, g), 0x08);
-    _mm256_storeu_ps(d, _mm256_cvtph_ps(_mm256_castsi256_si128(g)));
-}
 
 // The block's 32 values q − 16 as signed bytes, in element order.
 INLINE __m256i block_bytes(const lm_block_q5_0 *b) {
@@ -115,22 +96,6 @@ void lm_gemv_q5_0_avx2(float *y, const uint8_t *w, size_t row_bytes, size_t n, s
 // Lane j of a 16-wide vector holds qs[j] (zero-extended): nibble & 15 is element j, nibble >> 4 is
 // element j + 16; the high bit is ORed in as 16. The −16 offset is applied once per 16 blocks through
 // a per-call table of −16·Σ_block x (shared by all rows): Σ_j (q_j − 16)·x_j = Σ_j q_j·x_j − 16·Σ_j x_j.
-
-INLINE512 float hsum16(__m512 v) {
-    const __m256 h = _mm256_add_ps(_mm512_castps512_ps256(v), _mm512_extractf32x8_ps(v, 1));
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
-
-INLINE512 void scales16(const uint8_t *p, size_t stride, size_t m, float *d) {
-    const __m512i idx = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
-                                           _mm512_set1_epi32((int)stride));
-    const __mmask16 live = (__mmask16)(m >= 16 ? 0xFFFF : (1u << m) - 1);
-    const __m512i g = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), live, idx, p, 1);
-    _mm512_storeu_ps(d, _mm512_cvtph_ps(_mm512_cvtepi32_epi16(g)));
-}
 
 // Elements j and j + 16 of the block (0 ≤ j < 16) as unsigned 5-bit values, as floats. The high bits
 // come from qh broadcast to every lane and rotated so that bit j (bit j + 16) lands on bit 4 — cheaper

@@ -3,6 +3,7 @@
 // y = (d·scale)·q, evaluated left to right in float as ggml's dequantize_row_q6_K (and gguf-py) do.
 #include <immintrin.h>
 #include "quant_impl.h"
+#include "quant_simd.h"
 
 void lm_deq_q6_k_ref(const void *src, float *dst, size_t n) {
     const lm_block_q6_k *b = (const lm_block_q6_k *)src;
@@ -27,8 +28,6 @@ void lm_deq_q6_k_ref(const void *src, float *dst, size_t n) {
     }
 }
 
-#define INLINE static inline __attribute__((always_inline))
-#define INLINE512 static inline __attribute__((always_inline, target("avx512f,avx512bw,avx512vl,avx512dq")))
 
 // GEMV plan: with q' = q + 32 ∈ [0, 63] and X_g = Σ x over group g (16 elements, computed once per
 // call and shared by all rows), y = Σ_blocks Σ_g (d·S_g) · (Σ_{l∈g} q'_l·x_l − 32·X_g). The 6-bit values
@@ -37,13 +36,6 @@ void lm_deq_q6_k_ref(const void *src, float *dst, size_t n) {
 // Element e of a block belongs to group e / 16 — the scale index of the format — so the d·S vector
 // and the X vector line up lane by lane. Four rows share each load of x; a row's arithmetic never
 // depends on which rows share its pass.
-
-INLINE float hsum8(__m256 v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
 
 // ---- AVX2 ----
 
@@ -141,14 +133,6 @@ void lm_gemv_q6_k_avx2(float *y, const uint8_t *w, size_t row_bytes, size_t n, s
 }
 
 // ---- AVX-512 ----
-
-INLINE512 float hsum16(__m512 v) {
-    const __m256 h = _mm256_add_ps(_mm512_castps512_ps256(v), _mm512_extractf32x8_ps(v, 1));
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
 
 // As half_bytes_avx2 with 64-byte registers: [q1 | q2] = (ql & 15) | ([qh << 4 | qh << 2] & 0x30) and
 // [q3 | q4] = ((ql >> 4) & 15) | ([qh | qh >> 2] & 0x30), the shifts per 16-bit lane (bits crossing
