@@ -34,8 +34,9 @@ final class RoPEContextShiftTests: XCTestCase {
         assertClose(cached, fresh, tol: 1e-4, "cached window vs a fresh run", file: file, line: line)
     }
 
-    func testChatShiftsWithoutEncodingAnythingAgain() throws {
-        let (model, tokenizer) = try gemma()
+    /// Eight greedy turns with a system text in a 40-token context (it fills and shifts).
+    func longChat(maxBatch: Int = 512) throws -> ChatSession {
+        let (model, tokenizer) = try gemma(maxBatch: maxBatch)
         var settings = ChatSettings()
         settings.sampler.temperature = 0
         settings.maxTokens = 6
@@ -45,6 +46,11 @@ final class RoPEContextShiftTests: XCTestCase {
             _ = try s.respond(to: "hello world of france \(i)") { _ in }
             assertCacheHoldsTheWindow(s)
         }
+        return s
+    }
+
+    func testChatShiftsWithoutEncodingAnythingAgain() throws {
+        let s = try longChat()
         XCTAssertGreaterThan(s.totals.contextShifts, 0, "a 40-token context fills")
         XCTAssertEqual(s.totals.reencodedTokens, 0, "RoPE keys move; nothing is encoded again")
         XCTAssertGreaterThan(s.keep, 0, "the system text stays")
@@ -54,16 +60,7 @@ final class RoPEContextShiftTests: XCTestCase {
         // maxBatch 3: the sliding layers (window 8) keep 10 positions. Once the kept tail is
         // shorter than the window, a shift would need the system text's last tokens in them,
         // which they dropped: the session encodes the tail again instead — and stays right.
-        let (model, tokenizer) = try gemma(maxBatch: 3)
-        var settings = ChatSettings()
-        settings.sampler.temperature = 0
-        settings.maxTokens = 6
-        settings.system = "the capital"
-        let s = try ChatSession(model: model, tokenizer: tokenizer, settings: settings, contextSize: 40)
-        for i in 0..<8 {
-            _ = try s.respond(to: "hello world of france \(i)") { _ in }
-            assertCacheHoldsTheWindow(s)
-        }
+        let s = try longChat(maxBatch: 3)
         XCTAssertGreaterThan(s.totals.contextShifts, 0)
         XCTAssertGreaterThan(s.totals.reencodedTokens, 0)
     }

@@ -1,4 +1,5 @@
 import Foundation
+import XCTest
 
 /// The result of running a command.
 public struct ProcessResult {
@@ -46,4 +47,18 @@ public func runProcess(_ executable: String, _ arguments: [String], stdinBytes: 
     return ProcessResult(status: p.terminationStatus,
                          stdout: String(decoding: outData, as: UTF8.self),
                          stderr: String(decoding: errData, as: UTF8.self))
+}
+
+extension XCTestCase {
+    /// Runs the built `lm` binary (`TestPaths.lmBinary`) with `args`, feeding `stdin`.
+    public func run(_ args: [String], stdin: String? = nil) throws -> ProcessResult {
+        XCTAssertTrue(FileManager.default.isExecutableFile(atPath: TestPaths.lmBinary), "lm binary not found at \(TestPaths.lmBinary)")
+        return try runProcess(TestPaths.lmBinary, args, stdin: stdin)
+    }
+
+    /// The last stdout line of a command, parsed as a JSON object (a failure shows all output).
+    public func lastJSON(_ r: ProcessResult) throws -> [String: Any] {
+        let line = r.stdout.split(separator: "\n").last.map(String.init) ?? ""
+        return try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any], r.stdout + r.stderr)
+    }
 }

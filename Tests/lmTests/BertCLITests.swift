@@ -7,11 +7,6 @@ import XCTest
 final class BertCLITests: XCTestCase {
     var lm: String { TestPaths.lmBinary }
 
-    func run(_ args: [String], stdin: String? = nil) throws -> ProcessResult {
-        XCTAssertTrue(FileManager.default.isExecutableFile(atPath: lm), "lm binary not found at \(lm)")
-        return try runProcess(lm, args, stdin: stdin)
-    }
-
     func jsonLines(_ s: String) throws -> [Any] {
         try s.split(separator: "\n").map { try JSONSerialization.jsonObject(with: Data($0.utf8)) }
     }

@@ -9,16 +9,6 @@ final class CLITests: XCTestCase {
     var lm: String { TestPaths.lmBinary }
     var tiny: String { TestPaths.model("gpt2-tiny") }
 
-    func run(_ args: [String], stdin: String? = nil) throws -> ProcessResult {
-        XCTAssertTrue(FileManager.default.isExecutableFile(atPath: lm), "lm binary not found at \(lm)")
-        return try runProcess(lm, args, stdin: stdin)
-    }
-
-    func lastJSON(_ r: ProcessResult) throws -> [String: Any] {
-        let line = r.stdout.split(separator: "\n").last.map(String.init) ?? ""
-        return try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any], r.stdout + r.stderr)
-    }
-
     func testGenerateJSONContractAndGreedyIDs() throws {
         let r = try run(["generate", "--model", tiny, "--prompt-ids", "992,211,349,527", "--temperature", "0",
                          "--max-tokens", "20", "--ignore-eos", "--json"])

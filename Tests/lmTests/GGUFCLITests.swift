@@ -11,16 +11,6 @@ final class GGUFCLITests: XCTestCase {
 
     func tiny() throws -> String { try TestPaths.checkedIn("LMModelsTests", "gemma3-tiny/tiny-f32.gguf") }
 
-    func run(_ args: [String], stdin: String? = nil) throws -> ProcessResult {
-        XCTAssertTrue(FileManager.default.isExecutableFile(atPath: lm), "lm binary not found at \(lm)")
-        return try runProcess(lm, args, stdin: stdin)
-    }
-
-    func lastJSON(_ r: ProcessResult) throws -> [String: Any] {
-        let line = r.stdout.split(separator: "\n").last.map(String.init) ?? ""
-        return try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any], r.stdout + r.stderr)
-    }
-
     func testInspectPrintsTheMetadataAndTheTensorTable() throws {
         let r = try run(["inspect", try tiny()])
         XCTAssertEqual(r.status, 0, r.stderr)

@@ -7,11 +7,6 @@ import XCTest
 final class QuantizeCLITests: XCTestCase {
     var lm: String { TestPaths.lmBinary }
 
-    func lastJSON(_ r: ProcessResult) throws -> [String: Any] {
-        let line = r.stdout.split(separator: "\n").last.map(String.init) ?? ""
-        return try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any], r.stdout + r.stderr)
-    }
-
     func testQuantizeReportJSONContractAndTheResultRuns() throws {
         let dir = try TestPaths.temporaryDirectory("quant-cli")
         defer { try? FileManager.default.removeItem(atPath: dir) }

@@ -7,7 +7,7 @@ final class TokenizeCLITests: XCTestCase {
     private var lm: String { TestPaths.lmBinary }
 
     /// Runs lm with raw stdin bytes (invalid UTF-8 included).
-    private func run(_ args: [String], stdin: [UInt8] = []) throws -> ProcessResult {
+    private func runLM(_ args: [String], stdin: [UInt8] = []) throws -> ProcessResult {
         XCTAssertTrue(FileManager.default.isExecutableFile(atPath: lm), "lm binary not found at \(lm)")
         return try runProcess(lm, args, stdinBytes: Data(stdin))
     }
@@ -18,7 +18,7 @@ final class TokenizeCLITests: XCTestCase {
 
     func testJSONFromStdinIsOneObjectWithNewlines() throws {
         let gpt2 = try TestPaths.sharedFile("data/gpt2-tokenizer")
-        let r = try run(["tokenize", "--tokenizer", gpt2, "--json"], stdin: Array("Hello world\n\nBye".utf8))
+        let r = try runLM(["tokenize", "--tokenizer", gpt2, "--json"], stdin: Array("Hello world\n\nBye".utf8))
         XCTAssertEqual(r.status, 0, r.stderr)
         XCTAssertEqual(r.stdout.split(separator: "\n").count, 1, "exactly one JSON line")
         let j = try json(r.stdout)
@@ -29,22 +29,22 @@ final class TokenizeCLITests: XCTestCase {
 
     func testSpecialTokensByDefaultOnlyForBERT() throws {
         let bert = try TestPaths.sharedFile("models/minilm-l6-v2")
-        var r = try run(["tokenize", "--tokenizer", bert, "--ids", "Hello world"])
+        var r = try runLM(["tokenize", "--tokenizer", bert, "--ids", "Hello world"])
         XCTAssertEqual(r.stdout, "101 7592 2088 102\n", r.stderr)
-        r = try run(["tokenize", "--tokenizer", bert, "--ids", "--no-special", "Hello world"])
+        r = try runLM(["tokenize", "--tokenizer", bert, "--ids", "--no-special", "Hello world"])
         XCTAssertEqual(r.stdout, "7592 2088\n", r.stderr)
         let sp = try TestPaths.sharedFile("fixtures/llama-tiny/model/tokenizer.model")
-        r = try run(["tokenize", "--tokenizer", sp, "--ids", "The end."])
+        r = try runLM(["tokenize", "--tokenizer", sp, "--ids", "The end."])
         XCTAssertEqual(r.stdout, "355 322 273 463\n", r.stderr)
-        r = try run(["tokenize", "--tokenizer", sp, "--ids", "--add-special", "The end."])
+        r = try runLM(["tokenize", "--tokenizer", sp, "--ids", "--add-special", "The end."])
         XCTAssertEqual(r.stdout, "1 355 322 273 463\n", r.stderr)
         let gguf = try TestPaths.sharedFile("data/llama-cpp-vocab/ggml-vocab-bert-bge.gguf")
-        r = try run(["tokenize", "--tokenizer", gguf, "--pieces", "--no-special", "Führer"])
+        r = try runLM(["tokenize", "--tokenizer", gguf, "--pieces", "--no-special", "Führer"])
         XCTAssertEqual(r.stdout, "fu ##hrer\n", r.stderr)
     }
 
     func testDefaultOutputIsATable() throws {
-        let r = try run(["tokenize", "--tokenizer", try TestPaths.sharedFile("data/gpt2-tokenizer"), "Hello world"])
+        let r = try runLM(["tokenize", "--tokenizer", try TestPaths.sharedFile("data/gpt2-tokenizer"), "Hello world"])
         XCTAssertEqual(r.status, 0, r.stderr)
         XCTAssertTrue(r.stdout.contains("15496  Hello"), r.stdout)
         XCTAssertTrue(r.stdout.contains("2 tokens"), r.stdout)
@@ -52,20 +52,20 @@ final class TokenizeCLITests: XCTestCase {
 
     func testErrorsAreOneLine() throws {
         let gpt2 = try TestPaths.sharedFile("data/gpt2-tokenizer")
-        var r = try run(["tokenize", "--tokenizer", gpt2, "--json"], stdin: [0x63, 0x61, 0x66, 0xE9])
+        var r = try runLM(["tokenize", "--tokenizer", gpt2, "--json"], stdin: [0x63, 0x61, 0x66, 0xE9])
         XCTAssertEqual(r.status, 1)
         XCTAssertTrue(r.stderr.contains("not valid UTF-8: byte 0xE9 at offset 3"), r.stderr)
         XCTAssertEqual(r.stdout, "")
-        r = try run(["tokenize", "--tokenizer", "/nonexistent/folder", "x"])
+        r = try runLM(["tokenize", "--tokenizer", "/nonexistent/folder", "x"])
         XCTAssertEqual(r.status, 1)
         XCTAssertTrue(r.stderr.contains("does not exist"), r.stderr)
-        r = try run(["tokenize", "--tokenizer", TestPaths.model("gpt2-tiny"), "x"])
+        r = try runLM(["tokenize", "--tokenizer", TestPaths.model("gpt2-tiny"), "x"])
         XCTAssertEqual(r.status, 1)
         XCTAssertTrue(r.stderr.contains("no tokenizer in folder"), r.stderr)
-        r = try run(["tokenize", "--tokenizer", try TestPaths.sharedFile("data/wikitext-2/README.md"), "x"])
+        r = try runLM(["tokenize", "--tokenizer", try TestPaths.sharedFile("data/wikitext-2/README.md"), "x"])
         XCTAssertEqual(r.status, 1)
         XCTAssertTrue(r.stderr.contains("unknown tokenizer file"), r.stderr)
-        r = try run(["tokenize", "--tokenizer", gpt2, "--ids", "--json", "x"])
+        r = try runLM(["tokenize", "--tokenizer", gpt2, "--ids", "--json", "x"])
         XCTAssertNotEqual(r.status, 0)
         for line in [r.stderr] { XCTAssertFalse(line.contains("Fatal error"), line) }
     }
@@ -74,18 +74,18 @@ final class TokenizeCLITests: XCTestCase {
         let dir = try TestPaths.temporaryDirectory("tok-train")
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let corpus = try TestPaths.sharedFile("data/sentencepiece/botchan.txt")
-        var r = try run(["tokenizer", "train", "--input", corpus, "--vocab-size", "400", "--model-type", "bpe",
+        var r = try runLM(["tokenizer", "train", "--input", corpus, "--vocab-size", "400", "--model-type", "bpe",
                          "--byte-fallback", "--output", dir])
         XCTAssertEqual(r.status, 0, r.stderr)
         XCTAssertTrue(r.stderr.contains("wrote"), r.stderr)
         XCTAssertTrue(FileManager.default.fileExists(atPath: dir + "/tokenizer.model"))
         let report = try loadJSON(dir + "/tokenizer_training.json")
         XCTAssertEqual(report["vocabSize"] as? Int, 400)
-        r = try run(["tokenize", "--tokenizer", dir, "--json", "Botchan"])
+        r = try runLM(["tokenize", "--tokenizer", dir, "--json", "Botchan"])
         XCTAssertEqual(r.status, 0, r.stderr)
         XCTAssertFalse(ints(try json(r.stdout)["ids"]).isEmpty)
         // Too small: refused before training, with the value that works.
-        r = try run(["tokenizer", "train", "--input", corpus, "--vocab-size", "300", "--model-type", "unigram",
+        r = try runLM(["tokenizer", "train", "--input", corpus, "--vocab-size", "300", "--model-type", "unigram",
                      "--byte-fallback", "--output", dir + "/x"])
         XCTAssertEqual(r.status, 1)
         XCTAssertTrue(r.stderr.contains("--vocab-size 328"), r.stderr)
@@ -93,10 +93,10 @@ final class TokenizeCLITests: XCTestCase {
         // The corpus that aborts libsentencepiece's unigram trainer when not validated.
         let blank = dir + "/blank.txt"
         try "  \n\t\n".write(toFile: blank, atomically: true, encoding: .utf8)
-        r = try run(["tokenizer", "train", "--input", blank, "--vocab-size", "100", "--model-type", "unigram", "--output", dir + "/y"])
+        r = try runLM(["tokenizer", "train", "--input", blank, "--vocab-size", "100", "--model-type", "unigram", "--output", dir + "/y"])
         XCTAssertEqual(r.status, 1, r.stderr)
         XCTAssertTrue(r.stderr.contains("no text to learn from"), r.stderr)
-        r = try run(["tokenizer", "train", "--input", dir + "/none.txt", "--vocab-size", "100", "--model-type", "bpe", "--output", dir + "/z"])
+        r = try runLM(["tokenizer", "train", "--input", dir + "/none.txt", "--vocab-size", "100", "--model-type", "bpe", "--output", dir + "/z"])
         XCTAssertEqual(r.status, 1)
         XCTAssertTrue(r.stderr.contains("does not exist"), r.stderr)
     }
