@@ -189,11 +189,4 @@ public final class KVCache: @unchecked Sendable {
         (keys(l) + toSlot * width).update(from: keys(l) + fromSlot * width, count: count * width)
         (values(l) + toSlot * width).update(from: values(l) + fromSlot * width, count: count * width)
     }
-
-    /// Moves positions `from..<length` down to start at `to` in every layer, without rotating
-    /// the keys (models with learned positions would need them encoded again; kept for tests).
-    public func shift(from: Int, to: Int) {
-        precondition(to <= from && from <= length)
-        _ = removePositions(to..<from) { _, _, _, _ in }
-    }
 }

@@ -85,14 +85,6 @@ extension CausalLanguageModel {
             throw LMError(.invalidArgument, "logits from token \(logitsFrom) of \(tokens.count) — ask for at least the last one")
         }
     }
-
-    /// A one-line description: architecture, parameters, layers, context, weight types.
-    public var summary: String {
-        let types = weightTypes.sorted { $0.value > $1.value }.map { "\($0.key) ×\($0.value)" }.joined(separator: ", ")
-        let millions = (Double(parameterCount) / 1e4).rounded() / 100
-        return "\(modelType), \(millions) M parameters, \(layerCount) layers, context \(contextLength)"
-            + (types.isEmpty ? "" : ", weights \(types)")
-    }
 }
 
 /// The loop every architecture's `forward` shares: the tokens in chunks of at most `maxBatch`
