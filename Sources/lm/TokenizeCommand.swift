@@ -13,14 +13,19 @@ struct TokenizeCommand: ParsableCommand {
 
         With --lines, each line of the input (split at \\n) is tokenized on its own and printed on one line (ids, pieces or a JSON object).
 
+        --tokenizer NAME (a name that is not a path) is a bundled tokenizer: the folder tokenizers/NAME, looked up in $LM_TOKENIZERS, ./tokenizers and the tokenizers/ folder of the checkout that built lm (gpt2, bert-base-uncased, wikitext2-spm, char-shakespeare; see tokenizers/README.md).
+
+        With --decode, TEXT is token ids (spaces or commas between them) and the output is their text (with --json: {"ids": [...], "text": "..."}).
+
         Examples:
-          lm tokenize --tokenizer models/gpt2 "Hello world"
+          lm tokenize --tokenizer gpt2 "Hello world"
+          lm tokenize --tokenizer gpt2 --decode "15496 995"
           echo "Hello world" | lm tokenize --tokenizer tokenizer.model --json
           lm tokenize --tokenizer gemma-3-270m-q4_k_m.gguf --add-special --lines --ids < valid.txt
           lm tokenize --tokenizer ggml-vocab-bert-bge.gguf --ids --no-special "Führer"
         """))
 
-    @Option(help: "A model folder (tokenizer.json, tokenizer.model, vocab.txt, or vocab.json + merges.txt), a .model file, or a .gguf file (a model or a vocabulary).")
+    @Option(help: "A bundled tokenizer's name (tokenizers/NAME), a model folder (tokenizer.json, tokenizer.model, vocab.txt, or vocab.json + merges.txt), a .model file, or a .gguf file (a model or a vocabulary).")
     var tokenizer: String
 
     @Flag(help: "Tokenize each line of the input on its own; one output line per input line.")
@@ -38,6 +43,8 @@ struct TokenizeCommand: ParsableCommand {
     var noSpecial = false
     @Flag(help: "Turn the text of special tokens (<|endoftext|>, [MASK]) into their ids instead of tokenizing it as text.")
     var parseSpecial = false
+    @Flag(help: "Decode: the input is token ids (spaces or commas between them); print their text.")
+    var decode = false
 
     @Option(help: .hidden) var benchFile: String?
     /// `library` forces libsentencepiece for .model files (the Swift encoder's reference).
@@ -55,14 +62,21 @@ struct TokenizeCommand: ParsableCommand {
             throw LMError(.invalidArgument, "give --add-special or --no-special, not both")
         }
         if benchReps < 1 { throw LMError(.invalidArgument, "--bench-reps must be at least 1") }
+        if decode && (ids || pieces || lines || addSpecial || noSpecial || parseSpecial) {
+            throw LMError(.invalidArgument, "--decode prints text: give it alone or with --json")
+        }
     }
 
     func run() throws {
+        if tokenizer == "char" || tokenizer.hasPrefix("spm:") {
+            throw LMError(.invalidArgument, "--tokenizer \(tokenizer) names a tokenizer lm train builds from its corpus; lm tokenize needs an existing one (a bundled name such as char-shakespeare, or a path)")
+        }
+        let path = try resolveTokenizerArgument(tokenizer)
         let tok: any Tokenizer
-        if sentencepieceEngine == "library", tokenizer.hasSuffix(".model") {
-            tok = try SentencePieceTokenizer(modelFile: tokenizer, engine: .library)
+        if sentencepieceEngine == "library", path.hasSuffix(".model") {
+            tok = try SentencePieceTokenizer(modelFile: path, engine: .library)
         } else {
-            tok = try TokenizerLoader.load(path: tokenizer)
+            tok = try TokenizerLoader.load(path: path)
         }
         let add = addSpecial ? true : (noSpecial ? false : tok.addsSpecialTokensByDefault)
         if let benchFile {
@@ -80,6 +94,15 @@ struct TokenizeCommand: ParsableCommand {
             input = text
         } else {
             input = try UTF8Text.decode(Array(FileHandle.standardInput.readDataToEndOfFile()), source: "stdin")
+        }
+        if decode {
+            let list = try parseIDs(input.trimmingCharacters(in: .whitespacesAndNewlines), flag: "--decode")
+            if let bad = list.first(where: { $0 >= tok.vocabularySize }) {
+                throw LMError(.invalidInput, "--decode: id \(bad) is out of range for this tokenizer's \(tok.vocabularySize) tokens (0...\(tok.vocabularySize - 1))")
+            }
+            let text = tok.decode(list)
+            print(json ? jsonLine(["ids": list, "text": text]) : text)
+            return
         }
         if lines {
             var parts = input.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
