@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import Foundation
 
 /// A whole file mapped into memory, private copy-on-write (writes never reach the file).
 public final class MappedFile: @unchecked Sendable {
@@ -58,6 +59,7 @@ public enum FileIO {
     /// Writes `bytes` to `path` atomically: a temporary file beside it, fsync, then rename.
     /// On any failure the previous file at `path` is left untouched.
     public static func writeAtomically(_ path: String, _ write: (_ fd: Int32) throws -> Void) throws {
+        removeStaleTemporaries(of: path)
         let tmp = path + ".tmp-\(getpid())"
         let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
         guard fd >= 0 else {
@@ -78,6 +80,17 @@ public enum FileIO {
             let reason = String(cString: strerror(errno))
             unlink(tmp)
             throw LMError(.ioFailure, "cannot move '\(tmp)' to '\(path)': \(reason)")
+        }
+    }
+
+    /// Deletes the temporary files `path.tmp-PID` that processes killed while writing `path`
+    /// left behind (those whose PID is no longer running).
+    static func removeStaleTemporaries(of path: String) {
+        let url = URL(fileURLWithPath: path)
+        let folder = url.deletingLastPathComponent().path, prefix = url.lastPathComponent + ".tmp-"
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? [] where name.hasPrefix(prefix) {
+            guard let pid = Int32(name.dropFirst(prefix.count)), pid != getpid(), kill(pid, 0) != 0, errno == ESRCH else { continue }
+            unlink(folder + "/" + name)
         }
     }
 

@@ -27,13 +27,17 @@ public enum ModelQuantizer {
         ((try? JSONSerialization.jsonObject(with: folder.configData)) as? [String: Any])?["quantization"] != nil
     }
 
-    public static func quantize(folder path: String, to out: String) throws -> Summary {
+    /// Writes the int8 model of the folder `path` into `out`, which is locked while it is written
+    /// and may be neither `path` nor a folder holding a model (unless `overwrite`).
+    public static func quantize(folder path: String, to out: String, overwrite: Bool = false) throws -> Summary {
         let folder = try ModelFolder(path: path)
         guard !isQuantized(folder) else {
             throw LMError(.invalidArgument, "'\(path)' is already quantized — quantize the float model it came from")
         }
+        let lock = try FolderLock(folder: out)
+        defer { withExtendedLifetime(lock) {} }
+        try OutputFolder.check(out, input: path, overwrite: overwrite, command: "lm quantize")
         let (items, quantized) = try quantizedItems(folder, table: try ModelRegistry.tensorTable(folder))
-        try FileIO.makeDirectory(out)
         try SafeTensorsWriter.write(items: items, metadata: ["format": "pt", "quantization": formatName], to: out + "/model.safetensors")
         // config.json: the original keys plus the quantization record.
         var object = (try JSONSerialization.jsonObject(with: folder.configData) as? [String: Any]) ?? [:]

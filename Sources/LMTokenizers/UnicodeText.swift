@@ -48,44 +48,12 @@ enum UnicodeText {
         return 4
     }
 
-    /// The offset of the first byte that is not part of a valid UTF-8 sequence, or nil when all
-    /// of `bytes` is valid UTF-8 (no overlong forms, no surrogates, nothing above U+10FFFF).
-    static func firstInvalidUTF8Offset(_ bytes: UnsafeRawBufferPointer) -> Int? {
-        let n = bytes.count
-        var i = 0
-        while i < n {
-            let b0 = bytes[i]
-            if b0 < 0x80 { i += 1; continue }
-            let len: Int
-            var lo: UInt8 = 0x80, hi: UInt8 = 0xBF
-            switch b0 {
-            case 0xC2...0xDF: len = 2
-            case 0xE0: len = 3; lo = 0xA0
-            case 0xE1...0xEC, 0xEE...0xEF: len = 3
-            case 0xED: len = 3; hi = 0x9F
-            case 0xF0: len = 4; lo = 0x90
-            case 0xF1...0xF3: len = 4
-            case 0xF4: len = 4; hi = 0x8F
-            default: return i
-            }
-            if i + len > n { return i }
-            let b1 = bytes[i + 1]
-            if b1 < lo || b1 > hi { return i }
-            for k in 2..<len where bytes[i + k] & 0xC0 != 0x80 { return i }
-            i += len
-        }
-        return nil
-    }
+    /// See `UTF8Text.firstInvalidOffset` (LMCore).
+    static func firstInvalidUTF8Offset(_ bytes: UnsafeRawBufferPointer) -> Int? { UTF8Text.firstInvalidOffset(bytes) }
 
     /// Turns bytes into a String, or throws an error naming the first invalid byte and its offset.
     static func validatedString(_ bytes: UnsafeRawBufferPointer, what: String) throws -> String {
-        if let bad = firstInvalidUTF8Offset(bytes) {
-            var line = 1
-            for k in 0..<bad where bytes[k] == 0x0A { line += 1 }
-            let byte = String(bytes[bad], radix: 16, uppercase: true)
-            throw LMError(.invalidInput, "\(what) is not valid UTF-8: byte 0x\(byte) at offset \(bad) (line \(line)); convert it to UTF-8 first (for example: iconv -f latin1 -t utf-8)")
-        }
-        return String(decoding: bytes, as: UTF8.self)
+        try UTF8Text.decode(bytes, source: what)
     }
 
     // MARK: Character classes
@@ -170,14 +138,5 @@ enum UnicodeText {
              0x2B740...0x2B81F, 0x2B920...0x2CEAF, 0xF900...0xFAFF, 0x2F800...0x2FA1F: return true
         default: return false
         }
-    }
-}
-
-/// Strict UTF-8 decoding for text that comes from outside (stdin, files): invalid bytes are an
-/// error naming the offset, never silently replaced.
-public enum UTF8Text {
-    /// Decodes `bytes`, or throws "`source` is not valid UTF-8: byte 0xE9 at offset 3 (line 1); ...".
-    public static func decode(_ bytes: [UInt8], source: String) throws -> String {
-        try bytes.withUnsafeBytes { try UnicodeText.validatedString($0, what: source) }
     }
 }

@@ -37,12 +37,42 @@ public struct TrainerState: Codable, Sendable, Equatable {
     public var logBytes: Int
     /// Wall-clock seconds spent training before this checkpoint.
     public var elapsedSeconds: Double
+    /// The corpus the run trains on (nil in checkpoints written before it was recorded).
+    public var corpus: CorpusIdentity? = nil
 
     enum CodingKeys: String, CodingKey {
         case step, optimizerStep = "optimizer_step", rng, bestValidationLoss = "best_val_loss", bestStep = "best_step"
         case evaluationsWithoutImprovement = "evals_without_improvement", logBytes = "log_bytes"
-        case elapsedSeconds = "elapsed_s"
+        case elapsedSeconds = "elapsed_s", corpus
     }
+}
+
+/// A corpus file as a run remembers it, so `--resume` with a different file is refused
+/// instead of silently training on the old one's tokens: its path, size and a checksum.
+public struct CorpusIdentity: Codable, Sendable, Equatable {
+    public var path: String
+    public var bytes: Int
+    /// A 64-bit hash of the bytes (hex), 8 bytes at a time: cheap even for large corpora.
+    public var checksum: String
+
+    public init(path: String) throws {
+        let file = try MappedFile(path: path)
+        var h: UInt64 = 0x9E37_79B9_7F4A_7C15 ^ UInt64(file.size)
+        let b = file.bytes
+        var i = 0
+        while i + 8 <= b.count {
+            h = (h ^ b.loadUnaligned(fromByteOffset: i, as: UInt64.self)) &* 0x100_0000_01B3 &+ 0x9E37_79B9
+            h ^= h >> 29
+            i += 8
+        }
+        while i < b.count { h = (h ^ UInt64(b[i])) &* 0x100_0000_01B3; i += 1 }
+        self.path = path
+        bytes = file.size
+        checksum = String(h, radix: 16)
+    }
+
+    /// The same identity under another path (a moved corpus is the same corpus).
+    public func withPath(_ p: String) -> CorpusIdentity { var c = self; c.path = p; return c }
 }
 
 /// Writes and reads `checkpoint.safetensors`.
@@ -86,6 +116,7 @@ public enum Checkpoint {
         public func restore(into model: any TrainingObjective, optimizer: Optimizer) throws {
             try model.params.load(from: SafeTensorsWeightSource(file: file))
             try optimizer.loadState(fromCheckpoint: file, stepCount: state.optimizerStep)
+            try Checkpoint.checkFinite(file.path, model.params.tensors + optimizer.stateTensors().map { ("optimizer." + $0.0, $0.1) })
             try model.restoreRNG(state.rng)
         }
     }
@@ -100,6 +131,17 @@ public enum Checkpoint {
         return Loaded(file: file, options: try decodeMetadata(TrainingOptions.self, optionsJSON, path: path),
                       configJSON: configJSON, state: try decodeMetadata(TrainerState.self, stateJSON, path: path),
                       tokenizer: file.metadata["tokenizer"] ?? "")
+    }
+
+    /// A checkpoint only ever holds finite numbers (a run stops before a step that is not):
+    /// NaN or infinity read back means the file was damaged, not that the run diverged.
+    static func checkFinite(_ path: String, _ tensors: [(String, Tensor)]) throws {
+        for (name, t) in tensors {
+            let p = UnsafeBufferPointer(start: t.data, count: t.count)
+            if let k = p.firstIndex(where: { !$0.isFinite }) {
+                throw LMError(.corruptFile, "'\(path)' is damaged: \(name) holds \(p[k]) at element \(k) (a checkpoint only holds finite numbers) — restore a copy of the run folder, or start a new run without --resume")
+            }
+        }
     }
 
     /// A JSON value from a checkpoint's metadata, or a one-line error naming the file.

@@ -74,6 +74,7 @@ public enum ClassifierCheckpoint {
         public func restore(into model: BertTrainingModel, optimizer: Optimizer) throws {
             try model.params.load(from: SafeTensorsWeightSource(file: file))
             try optimizer.loadState(fromCheckpoint: file, stepCount: state.optimizerStep)
+            try Checkpoint.checkFinite(file.path, model.params.tensors + optimizer.stateTensors().map { ("optimizer." + $0.0, $0.1) })
             try model.restoreRNG(state.rng)
         }
     }

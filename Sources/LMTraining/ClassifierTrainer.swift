@@ -85,13 +85,20 @@ public final class ClassifierTrainer {
     let baseModel: String
     /// The loop state a resumed run starts from.
     let resumed: ClassifierTrainerState?
+    /// The output folder is this process's alone while the trainer lives.
+    private let lock: FolderLock
 
     /// With `resume`, the run in `out` continues from its checkpoint with the options and labels
     /// saved there (`options` and `labels` are then ignored).
     public init(model baseModel: String, train trainPath: String, dev devPath: String, labels requested: [String]?,
                 options requestedOptions: ClassifierTrainingOptions, out: String, resume: Bool = false,
-                pool: ThreadPool = Threads.shared, onEvent: (ClassifierTrainerEvent) -> Void = { _ in }) throws {
+                overwrite: Bool = false, pool: ThreadPool = Threads.shared,
+                onEvent: (ClassifierTrainerEvent) -> Void = { _ in }) throws {
         let checkpointPath = ClassifierCheckpoint.path(in: out)
+        lock = try FolderLock(folder: out)
+        try OutputFolder.check(out, input: baseModel, overwrite: overwrite, command: "lm finetune",
+                               isOwn: { FileIO.exists(ClassifierCheckpoint.path(in: $0)) })
+        if overwrite && !resume { unlink(checkpointPath) }
         var checkpoint: ClassifierCheckpoint.Loaded?
         if resume {
             guard FileIO.exists(checkpointPath) else {
@@ -99,7 +106,7 @@ public final class ClassifierTrainer {
             }
             checkpoint = try ClassifierCheckpoint.load(from: checkpointPath)
         } else if FileIO.exists(checkpointPath) {
-            throw LMError(.invalidArgument, "'\(out)' already holds a fine-tuning run — pass --resume to continue it, or choose another --out")
+            throw LMError(.invalidArgument, "'\(out)' already holds a fine-tuning run — pass --resume to continue it, choose another --out, or pass --overwrite to start it over")
         }
         let options = checkpoint?.options ?? requestedOptions
         try options.validate()
@@ -252,7 +259,7 @@ public final class ClassifierTrainer {
                     ? clipGradientNorm(model.grads.storage.base, count: model.grads.count, maxNorm: o.gradientClip, pool: pool)
                     : gradientNorm(model.grads.storage.base, count: model.grads.count, pool: pool)
                 guard loss.isFinite, norm.isFinite else {
-                    throw LMError(.invalidInput, "training diverged: the loss became \(loss) at step \(st.step + 1) — lower --lr (now \(o.learningRate)); the best model so far is in \(outDirectory)")
+                    throw LMError(.invalidInput, "training diverged: the loss became \(loss) at step \(st.step + 1) — lower --lr (now \(o.learningRate)); \(st.best != nil ? "the best model so far is in \(outDirectory)" : "no model was saved yet")")
                 }
                 let lr = schedule.learningRate(at: st.step)
                 optimizer.step(params: model.params.storage.base, grads: model.grads.storage.base, lr: lr, pool: pool)

@@ -92,12 +92,7 @@ public struct LabelledExamples: Sendable {
 
     /// Reads `path`; `labelNames` maps names (and indices) to classes. Errors name the line.
     public init(tsv path: String, labelNames: [String]) throws {
-        guard FileIO.exists(path), !FileIO.isDirectory(path) else {
-            throw LMError(.fileNotFound, "'\(path)' does not exist — give a TSV file with a sentence<TAB>label header")
-        }
-        let text = try FileIO.readString(path)
-        var rows = text.split(separator: "\n", omittingEmptySubsequences: false).map { $0.hasSuffix("\r") ? $0.dropLast() : $0 }
-        if rows.last?.isEmpty == true { rows.removeLast() }
+        let rows = try TextFile.readLines(path, what: "TSV", expecting: "a TSV file with a sentence<TAB>label header")
         guard let header = rows.first else { throw LMError(.invalidInput, "'\(path)' is empty — it needs a sentence<TAB>label header and examples") }
         let columns = header.split(separator: "\t", omittingEmptySubsequences: false).map { $0.trimmingCharacters(in: .whitespaces) }
         guard let si = columns.firstIndex(of: "sentence"), let li = columns.firstIndex(of: "label") else {

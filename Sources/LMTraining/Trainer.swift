@@ -87,19 +87,28 @@ public final class Trainer {
     private let tokenizerDescription: String
     let memoryPlan: MemoryPlan
     private let baseModel: String?
+    /// The run folder is this process's alone while the trainer lives.
+    private let lock: FolderLock
 
     /// Prepares a run: tokenizes the corpus (once), builds or restores the model and optimizer.
     /// - Parameters:
     ///   - baseModel: a model folder to start from (fine-tuning) instead of random weights.
     ///   - resume: continue the run in `runDirectory` from its checkpoint.
     ///   - extendSteps: with `resume`, train to this many steps instead of the checkpoint's.
+    ///   - overwrite: start a new run in a folder that holds a model or a run (replacing them).
     public init(corpus: String, tokenizer spec: TokenizerSpec, options requested: TrainingOptions,
                 runDirectory: String, resume: Bool, baseModel: String? = nil, extendSteps: Int? = nil,
-                pool: ThreadPool = Threads.shared, onEvent: (TrainerEvent) -> Void = { _ in }) throws {
+                overwrite: Bool = false, pool: ThreadPool = Threads.shared,
+                onEvent: (TrainerEvent) -> Void = { _ in }) throws {
         self.pool = pool
         self.baseModel = baseModel
         let run = RunDirectory(path: runDirectory)
         self.run = run
+        let command = baseModel == nil ? "lm train" : "lm finetune"
+        lock = try FolderLock(folder: runDirectory)
+        try OutputFolder.check(runDirectory, input: baseModel, overwrite: overwrite, command: command,
+                               isOwn: { FileIO.exists(RunDirectory(path: $0).checkpoint) })
+        if overwrite && !resume { unlink(run.checkpoint) }
         var options = requested
         var loaded: Checkpoint.Loaded?
         if resume {
@@ -108,6 +117,10 @@ public final class Trainer {
             }
             let ckpt = try Checkpoint.load(from: run.checkpoint)
             try Trainer.checkSameArchitecture(checkpoint: ckpt.options, requested: requested, path: run.checkpoint)
+            if let trained = ckpt.state.corpus, FileIO.exists(corpus), !FileIO.isDirectory(corpus),
+               try CorpusIdentity(path: corpus) != trained.withPath(corpus) {
+                throw LMError(.invalidArgument, "--resume: '\(corpus)' is not the corpus this run trained on ('\(trained.path)', \(trained.bytes) bytes) — resume with that --corpus, or start a new run")
+            }
             options = ckpt.options
             if let extendSteps {
                 guard extendSteps >= ckpt.state.step else {
@@ -117,7 +130,7 @@ public final class Trainer {
             }
             loaded = ckpt
         } else if FileIO.exists(run.checkpoint) {
-            throw LMError(.invalidArgument, "'\(runDirectory)' already holds a run — pass --resume to continue it, or choose another --out")
+            throw LMError(.invalidArgument, "'\(runDirectory)' already holds a run — pass --resume to continue it, choose another --out, or pass --overwrite to start it over")
         }
         try options.validate()
         self.options = options
@@ -127,8 +140,8 @@ public final class Trainer {
         try FileIO.makeDirectory(runDirectory)
 
         // Corpus → tokenizer → tokens (kept in the run directory).
-        guard FileIO.exists(corpus), !FileIO.isDirectory(corpus) else {
-            throw LMError(.fileNotFound, "corpus '\(corpus)' does not exist — pass --corpus with a text file")
+        if !FileIO.exists(corpus) || FileIO.isDirectory(corpus) {
+            _ = try Trainer.readCorpus(corpus)  // throws the one-line error that names the problem
         }
         let tok: any Tokenizer
         if resume {
@@ -188,7 +201,8 @@ public final class Trainer {
             onEvent(.info("resuming from step \(state.step) of \(options.steps)"))
         } else {
             state = TrainerState(step: 0, optimizerStep: 0, rng: objective.rngState, bestValidationLoss: nil, bestStep: nil,
-                                 evaluationsWithoutImprovement: 0, logBytes: 0, elapsedSeconds: 0)
+                                 evaluationsWithoutImprovement: 0, logBytes: 0, elapsedSeconds: 0,
+                                 corpus: try CorpusIdentity(path: corpus))
         }
     }
 
@@ -281,12 +295,9 @@ public final class Trainer {
     }
 
     static func readCorpus(_ path: String) throws -> String {
-        let file = try MappedFile(path: path)
-        guard file.size > 0 else {
+        let text = try TextFile.read(path, what: "corpus", expecting: "a UTF-8 text file to train on (--corpus)")
+        guard !text.isEmpty else {
             throw LMError(.invalidInput, "corpus '\(path)' is empty — give a text file with some content")
-        }
-        guard let text = String(validating: file.bytes, as: UTF8.self) else {
-            throw LMError(.invalidInput, "corpus '\(path)' is not valid UTF-8 — convert it (for example with iconv -t UTF-8)")
         }
         return text
     }

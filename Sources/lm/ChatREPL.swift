@@ -157,7 +157,7 @@ final class ChatREPL {
                 if turn.stop == .interrupted && interactive { writeOut(style("2", "(stopped)") + "\n") }
             } else {
                 print(jsonLine(replyJSON(turn)))
-                fflush(stdout)
+                StandardOutput.flush()
             }
             if let stats = session.lastStats, stats.contextShifts > 0, !shiftAnnounced {
                 shiftAnnounced = true

@@ -46,6 +46,10 @@ struct ClassifyCommand: ParsableCommand {
 
     func validate() throws {
         guard batch >= 1 else { throw LMError(.invalidArgument, "--batch must be ≥ 1") }
+        if eval != nil && (file != nil || !texts.isEmpty) {
+            throw LMError(.invalidArgument, "--eval scores a labelled TSV on its own: drop TEXT / --file (or drop --eval to classify them)")
+        }
+        try TextInput(arguments: texts, file: file).validate()
     }
 
     func run() throws {
@@ -57,15 +61,10 @@ struct ClassifyCommand: ParsableCommand {
         let start = DispatchTime.now()
         var count = 0
         try TextInput(arguments: texts, file: file).forEachBatch(batch) { items in
-            let ids = try encodeBatch(items, with: pipeline, verb: "classified")
-            let probs = try pipeline.probabilities(ids: ids.compactMap { $0 })
-            var next = 0
-            for (item, seq) in zip(items, ids) {
-                guard seq != nil else { reportSkipped(item, "empty line — nothing to classify", json: json); continue }
-                print(format(probs[next], labels: labels, text: item.text))
-                next += 1
+            try runBatch(items, with: pipeline, action: "classify", verb: "classified", json: json,
+                         results: { try pipeline.probabilities(ids: $0) }) { item, p in
+                print(format(p, labels: labels, text: item.text))
             }
-            fflush(stdout)
             count += items.count
         }
         if texts.isEmpty || count > 1 { printThroughput(count: count, since: start) }

@@ -74,9 +74,16 @@ enum BundledModels {
 
 /// Parses "1,2,3" (spaces allowed) into ids.
 func parseIDs(_ text: String, flag: String) throws -> [Int] {
-    let parts = text.split(whereSeparator: { $0 == "," || $0 == " " })
-    guard !parts.isEmpty else { throw LMError(.invalidArgument, "\(flag) is empty: give ids like 1,2,3") }
-    return try parts.map { p in
+    let trimmed = text.trimmingCharacters(in: .whitespaces)
+    guard !trimmed.isEmpty else { throw LMError(.invalidArgument, "\(flag) is empty: give ids like 1,2,3") }
+    // Commas separate (with spaces around them allowed); spaces alone separate too ("1 2 3").
+    let parts = trimmed.contains(",")
+        ? trimmed.split(separator: ",", omittingEmptySubsequences: false).map { $0.trimmingCharacters(in: .whitespaces) }
+        : trimmed.split(separator: " ").map(String.init)
+    return try parts.enumerated().map { k, p in
+        guard !p.isEmpty else {
+            throw LMError(.invalidArgument, "\(flag): id \(k + 1) of '\(text)' is empty — separate ids with single commas, e.g. 1,2,3")
+        }
         guard let v = Int(p), v >= 0 else { throw LMError(.invalidArgument, "\(flag): '\(p)' is not a token id (a non-negative integer)") }
         return v
     }
@@ -85,12 +92,6 @@ func parseIDs(_ text: String, flag: String) throws -> [Int] {
 /// Writes to stderr.
 func printError(_ s: String, terminator: String = "\n") {
     FileHandle.standardError.write((s + terminator).data(using: .utf8)!)
-}
-
-/// Writes to stdout without buffering (streamed tokens).
-func writeOut(_ s: String) {
-    fputs(s, stdout)
-    fflush(stdout)
 }
 
 /// A JSON value written with sorted keys.

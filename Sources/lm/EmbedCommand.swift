@@ -37,6 +37,7 @@ struct EmbedCommand: ParsableCommand {
 
     func validate() throws {
         guard batch >= 1 else { throw LMError(.invalidArgument, "--batch must be ≥ 1") }
+        try TextInput(arguments: texts, file: file).validate()
     }
 
     func run() throws {
@@ -47,16 +48,10 @@ struct EmbedCommand: ParsableCommand {
         let start = DispatchTime.now()
         var count = 0
         try TextInput(arguments: texts, file: file).forEachBatch(batch) { items in
-            let ids = try encodeBatch(items, with: p, verb: "embedded")
-            let vectors = try p.embeddings(ids: ids.compactMap { $0 })
-            var next = 0
-            for (item, seq) in zip(items, ids) {
-                guard seq != nil else { reportSkipped(item, "empty line — nothing to embed", json: json); continue }
-                let v = vectors[next]
-                next += 1
+            try runBatch(items, with: p, action: "embed", verb: "embedded", json: json,
+                         results: { try p.embeddings(ids: $0) }) { item, v in
                 print(json ? jsonLine(["text": item.text, "embedding": v.map(Double.init)]) : v.map { "\($0)" }.joined(separator: " "))
             }
-            fflush(stdout)
             count += items.count
         }
         if texts.isEmpty { printThroughput(count: count, since: start) }

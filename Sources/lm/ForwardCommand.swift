@@ -29,6 +29,9 @@ struct ForwardCommand: ParsableCommand {
 
     func validate() throws {
         if let batch, batch < 1 { throw LMError(.invalidArgument, "--batch \(batch) must be ≥ 1") }
+        if FileIO.isDirectory(out) {
+            throw LMError(.invalidArgument, "--out '\(out)' is a folder — give a file name, e.g. \(out)/logits.safetensors")
+        }
     }
 
     func run() throws {

@@ -41,14 +41,69 @@ struct LM: ParsableCommand {
 
     static func main() {
         // A write past a file-size limit must fail with an error (reported, the previous
-        // checkpoint kept), not kill the process.
+        // checkpoint kept), not kill the process; a closed stdout pipe is an EPIPE that
+        // StandardOutput turns into a quiet exit.
         signal(SIGXFSZ, SIG_IGN)
+        signal(SIGPIPE, SIG_IGN)
         if let isa = ProcessInfo.processInfo.environment["LM_KERNELS"] {
             do { try setKernelISA(isa) } catch {
                 FileHandle.standardError.write(Data("error: \(error)\n".utf8))
                 Foundation.exit(2)
             }
         }
-        main(nil)
+        let arguments = Array(CommandLine.arguments.dropFirst())
+        do {
+            try checkHelpTopic(arguments)
+            var command = try parseWithNegativeValues(arguments)
+            try command.run()
+        } catch {
+            StandardOutput.flush()
+            exit(withError: error)
+        }
+        StandardOutput.flush()
+    }
+
+    /// Parses `arguments`, reading a negative number after an option as its value
+    /// (`--temperature -1` is `--temperature=-1`, which ArgumentParser would otherwise take for
+    /// an unknown flag and answer "Missing value"), so range checks can name the valid range.
+    /// When that reading fails but the literal one parses (a negative number that is a TEXT
+    /// after a flag), the literal one is used.
+    static func parseWithNegativeValues(_ arguments: [String]) throws -> ParsableCommand {
+        var joined: [String] = []
+        var i = 0
+        while i < arguments.count {
+            let a = arguments[i]
+            if a == "--" { joined += arguments[i...]; break }
+            if a.hasPrefix("--"), !a.contains("="), i + 1 < arguments.count, isNegativeNumber(arguments[i + 1]) {
+                joined.append(a + "=" + arguments[i + 1])
+                i += 2
+            } else {
+                joined.append(a)
+                i += 1
+            }
+        }
+        if joined == arguments { return try parseAsRoot(arguments) }
+        do { return try parseAsRoot(joined) } catch {
+            if let literal = try? parseAsRoot(arguments) { return literal }
+            throw error
+        }
+    }
+
+    static func isNegativeNumber(_ s: String) -> Bool {
+        s.count > 1 && s.hasPrefix("-") && Double(s.dropFirst()) != nil && s.dropFirst().first.map { $0.isNumber || $0 == "." } == true
+    }
+
+    /// `lm help NAME…` for a command that does not exist is an error (ArgumentParser would print
+    /// the top-level help and exit 0).
+    static func checkHelpTopic(_ arguments: [String]) throws {
+        guard arguments.first == "help", arguments.count > 1 else { return }
+        var command: ParsableCommand.Type = LM.self
+        for name in arguments.dropFirst() where !name.hasPrefix("-") {
+            let subcommands = command.configuration.subcommands
+            guard let next = subcommands.first(where: { $0.configuration.commandName == name }) else {
+                throw LMError(.invalidArgument, "'\(name)' is not a command of '\(command == LM.self ? "lm" : command.configuration.commandName ?? "")' — the commands are: \(subcommands.compactMap { $0.configuration.commandName }.joined(separator: ", "))")
+            }
+            command = next
+        }
     }
 }

@@ -54,6 +54,16 @@ struct HeldOutOptions: ParsableArguments {
         return false
     }
 
+    /// The window of perplexity scoring: --context, at most the model's positions (default: those,
+    /// up to the usual default context).
+    func scoringContext(for lm: any CausalLanguageModel) throws -> Int {
+        guard let context else { return min(lm.contextLength, defaultContextSize) }
+        guard context <= lm.contextLength else {
+            throw LMError(.invalidArgument, "--context \(context) exceeds the model's \(lm.contextLength) positions — use --context \(lm.contextLength) or less")
+        }
+        return context
+    }
+
     /// The corpus tokenized with the model's tokenizer, from `splitFrom` on, and the BOS token
     /// every window starts with when the tokenizer adds one (llama.cpp's perplexity: the text is
     /// tokenized with its BOS and each window's first token becomes BOS).
@@ -62,7 +72,7 @@ struct HeldOutOptions: ParsableArguments {
         guard let tok = try LoadedModel.tokenizer(of: try ModelFile(path: modelPath)) else {
             throw LMError(.fileNotFound, "'\(modelPath)' has no tokenizer, so it cannot read --corpus text")
         }
-        let text = try FileIO.readString(corpus)
+        let text = try TextFile.read(corpus, what: "corpus", expecting: "a UTF-8 text file to score the model on")
         guard !text.isEmpty else { throw LMError(.invalidInput, "corpus '\(corpus)' is empty") }
         let added = tok.postProcessor.apply([], nil).ids
         let bos = added.count == 1 && added[0] == tok.specialTokens.bos ? added[0] : nil
@@ -93,8 +103,10 @@ struct QuantizeCommand: ParsableCommand {
 
     @Option(help: "The float model folder.")
     var model: String?
-    @Option(help: "Where to write the int8 model folder.")
+    @Option(help: "Where to write the int8 model folder (not --model, and not a folder holding a model unless --overwrite).")
     var out: String?
+    @Flag(help: "Replace the model an existing --out folder holds.")
+    var overwrite = false
     @Option(help: "Instead of a folder: compare a random model of this shape (gpt2-124m, …) with its int8 form on random tokens (nothing is written).")
     var random: String?
     @Flag(help: "Score the float and int8 models on --corpus (a causal LM) or --tsv (a classifier).")
@@ -125,12 +137,17 @@ struct QuantizeCommand: ParsableCommand {
         let model = self.model!, out = self.out!
         // The held-out data must fit the model before anything is written.
         var classifier: (fp32: BertTextPipeline, data: LabelledExamples)?
+        var causal: (fp32: any CausalLanguageModel, ids: [Int], bos: Int?, context: Int)?
         if report, try data.scoresClassifier(model) {
             let fp32 = try BertTextPipeline(folder: model, classifier: true, pool: pool)
             classifier = (fp32, try LabelledExamples(tsv: data.tsv!, labelNames: fp32.labels))
+        } else if report {
+            let fp32 = try ModelRegistry.loadCausalLM(folder: model, pool: pool)
+            let (ids, bos) = try data.tokens(modelPath: model)
+            causal = (fp32, ids, bos, try data.scoringContext(for: fp32))
         }
         let t0 = Date()
-        let summary = try ModelQuantizer.quantize(folder: model, to: out)
+        let summary = try ModelQuantizer.quantize(folder: model, to: out, overwrite: overwrite)
         printError(String(format: "wrote %@: %d tensors int8, %.1f MiB → %.1f MiB (%.1f %%) in %.1f s", out,
                           summary.quantizedTensors, Double(summary.inputBytes) / 1_048_576,
                           Double(summary.outputBytes) / 1_048_576, summary.sizeRatio * 100, Date().timeIntervalSince(t0)))
@@ -146,13 +163,10 @@ struct QuantizeCommand: ParsableCommand {
             printError(String(format: "scored %d sentences with both models in %.1f s", classifier.data.count, run.seconds)
                        + (run.truncated > 0 ? " (\(run.truncated) truncated to \(classifier.fp32.maxLength) tokens)" : ""))
             QuantizeCommand.add(c, to: &result)
-        } else if report {
-            let fp32 = try ModelRegistry.loadCausalLM(folder: model, pool: pool)
+        } else if let causal {
             let int8 = try ModelRegistry.loadCausalLM(folder: out, pool: pool)
-            let (ids, bos) = try data.tokens(modelPath: model)
-            let context = data.context ?? min(fp32.contextLength, defaultContextSize)
-            let c = try QuantizeCommand.score(fp32, int8, ids, context: context, bos: bos, maxChunks: data.maxChunks)
-            QuantizeCommand.printReport(c, fp32Bytes: summary.inputBytes, int8Bytes: summary.outputBytes, context: context)
+            let c = try QuantizeCommand.score(causal.fp32, int8, causal.ids, context: causal.context, bos: causal.bos, maxChunks: data.maxChunks)
+            QuantizeCommand.printReport(c, fp32Bytes: summary.inputBytes, int8Bytes: summary.outputBytes, context: causal.context)
             QuantizeCommand.add(c, to: &result)
         }
         if json { print(jsonLine(result)) }
@@ -263,7 +277,7 @@ struct EvalCommand: ParsableCommand {
         }
         let lm = try ModelRegistry.loadCausalLM(path: folder, pool: pool)
         let (ids, bos) = try data.tokens(modelPath: folder)
-        let context = data.context ?? min(lm.contextLength, defaultContextSize)
+        let context = try data.scoringContext(for: lm)
         let bar = ProgressBar(total: 1, label: "scoring", unit: "windows")
         let t0 = Date()
         let r = try Perplexity.evaluate(lm, tokens: ids, context: context, bos: bos, maxChunks: data.maxChunks) { done, total in

@@ -3,7 +3,8 @@ import LMCore
 import LMTraining
 
 /// Texts for `lm classify` and `lm embed`: the TEXT arguments, else the lines of `--file`,
-/// else the lines of stdin — read and handed out in batches, so results stream.
+/// else the lines of stdin — read and handed out in batches, so results stream. Lines end in
+/// "\n" or "\r\n" and must be UTF-8 (the rules of `TextFile`, as everywhere).
 struct TextInput {
     let arguments: [String]
     let file: String?
@@ -11,37 +12,53 @@ struct TextInput {
     /// One input: its text and where it came from ("TEXT 2", "line 7").
     struct Item { let text: String; let origin: String }
 
+    /// TEXT and --file are two sources: giving both would silently drop one.
+    func validate() throws {
+        if file != nil && !arguments.isEmpty {
+            throw LMError(.invalidArgument, "give TEXT arguments or --file, not both (--file would be ignored)")
+        }
+    }
+
     /// Calls `body` with consecutive batches of at most `batch` items, in input order.
     func forEachBatch(_ batch: Int, _ body: ([Item]) throws -> Void) throws {
+        try validate()
+        var pending: [Item] = []
+        func add(_ item: Item) throws {
+            pending.append(item)
+            if pending.count == batch { try body(pending); pending.removeAll(keepingCapacity: true) }
+        }
         if !arguments.isEmpty {
+            try UTF8Text.validateArguments()
             for (i, t) in arguments.enumerated() where t.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty {
                 throw LMError(.invalidInput, "TEXT \(i + 1) is empty — give some text to read")
             }
-            let items = arguments.enumerated().map { Item(text: $0.element, origin: "TEXT \($0.offset + 1)") }
-            for start in stride(from: 0, to: items.count, by: batch) { try body(Array(items[start..<min(items.count, start + batch)])) }
-            return
-        }
-        var pending: [Item] = []
-        var number = 0
-        func add(_ line: Substring) throws {
-            number += 1
-            let text = line.hasSuffix("\r") ? String(line.dropLast()) : String(line)
-            pending.append(Item(text: text, origin: "line \(number)"))
-            if pending.count == batch { try body(pending); pending.removeAll(keepingCapacity: true) }
-        }
-        if let file {
-            guard FileIO.exists(file), !FileIO.isDirectory(file) else {
-                throw LMError(.fileNotFound, "--file '\(file)' does not exist — give a text file with one input per line")
-            }
-            let text = try FileIO.readString(file)
-            var lines = text.split(separator: "\n", omittingEmptySubsequences: false)
-            if lines.last?.isEmpty == true { lines.removeLast() }
-            for l in lines { try add(l) }
+            for (i, t) in arguments.enumerated() { try add(Item(text: t, origin: "TEXT \(i + 1)")) }
+        } else if let file {
+            let lines = try TextFile.readLines(file, what: "--file", expecting: "a text file with one input per line")
+            for (i, line) in lines.enumerated() { try add(Item(text: line, origin: "line \(i + 1)")) }
         } else {
-            while let l = readLine(strippingNewline: true) { try add(Substring(l)) }
+            var reader = LineReader()
+            while let line = try reader.next() { try add(Item(text: line, origin: "line \(reader.lineNumber)")) }
         }
         if !pending.isEmpty { try body(pending) }
     }
+}
+
+/// Runs one batch through a BERT pipeline: encodes the items, computes `results` for the ones
+/// that have text (none at all for a batch of blank lines), and hands each item its result —
+/// or, for a blank line, writes an error line in its place — in input order.
+func runBatch<Result>(_ items: [TextInput.Item], with pipeline: BertTextPipeline, action: String, verb: String, json: Bool,
+                      results: ([[Int]]) throws -> [Result], each: (TextInput.Item, Result) -> Void) throws {
+    let ids = try encodeBatch(items, with: pipeline, verb: verb)
+    let present = ids.compactMap { $0 }
+    let out = present.isEmpty ? [] : try results(present)
+    var next = 0
+    for (item, seq) in zip(items, ids) {
+        guard seq != nil else { reportSkipped(item, "empty line — nothing to \(action)", json: json); continue }
+        each(item, out[next])
+        next += 1
+    }
+    StandardOutput.flush()
 }
 
 /// Token ids for a batch of inputs: nil for an empty line (reported in its place later), and a

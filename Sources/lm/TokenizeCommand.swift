@@ -86,11 +86,7 @@ struct TokenizeCommand: ParsableCommand {
         let input: String
         if let text {
             // Swift repairs invalid UTF-8 in arguments with U+FFFD; refuse it instead.
-            for k in 1..<Int(CommandLine.argc) {
-                guard let arg = CommandLine.unsafeArgv[k] else { continue }
-                let bytes = UnsafeRawBufferPointer(start: arg, count: strlen(arg))
-                _ = try UTF8Text.decode(Array(bytes), source: "argument \(k)")
-            }
+            try UTF8Text.validateArguments()
             input = text
         } else {
             input = try UTF8Text.decode(Array(FileHandle.standardInput.readDataToEndOfFile()), source: "stdin")
@@ -105,9 +101,7 @@ struct TokenizeCommand: ParsableCommand {
             return
         }
         if lines {
-            var parts = input.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
-            if parts.last == "" { parts.removeLast() }
-            for line in parts {
+            for line in TextFile.lines(of: input) {
                 let r = try tok.encode(line, addSpecialTokens: add, parseSpecialTokens: parseSpecial)
                 if json {
                     print(jsonLine(["ids": r, "pieces": tok.pieces(for: r)]))

@@ -12,6 +12,8 @@ struct TrainingFlags: ParsableArguments {
     var out: String
     @Flag(help: "Continue the run in --out from its last checkpoint (with its options; --steps may extend it).")
     var resume = false
+    @Flag(help: "Start a new run in an --out that holds a model or another run, replacing them.")
+    var overwrite = false
 
     @Option(help: "Transformer blocks.") var layers: Int?
     @Option(help: "Attention heads.") var heads: Int?
@@ -160,7 +162,7 @@ struct TrainCommand: ParsableCommand {
         """)
     )
 
-    @Option(help: "char, spm:VOCAB (train a SentencePiece BPE on the corpus), or a tokenizer path (a WordPiece one for --arch bert). Default: char for a GPT.")
+    @Option(help: "char, spm:VOCAB (train a SentencePiece BPE on the corpus), a bundled tokenizer name (tokenizers/: gpt2, bert-base-uncased, wikitext2-spm, char-shakespeare) or a tokenizer path (a WordPiece one for --arch bert). Default: char for a GPT.")
     var tokenizer: String?
     @Option(help: "Starting values: nano, shakespeare-cpu or baby.")
     var preset: String = "shakespeare-cpu"
@@ -193,10 +195,11 @@ struct TrainCommand: ParsableCommand {
         if options.maskedLM != nil && tokenizer == nil && !flags.resume {
             throw LMError(.invalidArgument, "masked-LM pretraining needs a WordPiece tokenizer: pass --tokenizer with a BERT folder or its vocab.txt, e.g. --tokenizer ../shared/models/minilm-l6-v2")
         }
-        let spec = try TokenizerSpec(parsing: tokenizer ?? "char")
+        let spec = try TokenizerSpec(parsing: try resolveTokenizerArgument(tokenizer ?? "char"))
         try runTraining({
             try Trainer(corpus: try flags.requiredCorpus(), tokenizer: spec, options: options, runDirectory: flags.out,
-                        resume: flags.resume, extendSteps: flags.steps, pool: pool, onEvent: printSetupEvent)
+                        resume: flags.resume, extendSteps: flags.steps, overwrite: flags.overwrite, pool: pool,
+                        onEvent: printSetupEvent)
         }, json: flags.json)
     }
 }
@@ -274,7 +277,7 @@ struct FinetuneCommand: ParsableCommand {
         o.maxSteps = flags.steps
         let names = labels.map { $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } }
         let trainer = try ClassifierTrainer(model: model, train: train, dev: dev, labels: names, options: o, out: flags.out,
-                                            resume: flags.resume, pool: pool) { e in
+                                            resume: flags.resume, overwrite: flags.overwrite, pool: pool) { e in
             switch e {
             case .info(let text): printError(text)
             case .plan(let p): printMemoryPlan(.plan(p))
@@ -335,7 +338,8 @@ struct FinetuneCommand: ParsableCommand {
         }
         try runTraining({
             try Trainer(corpus: try flags.requiredCorpus(), tokenizer: .existing(model), options: options, runDirectory: flags.out,
-                        resume: flags.resume, baseModel: model, extendSteps: flags.steps, pool: pool, onEvent: printSetupEvent)
+                        resume: flags.resume, baseModel: model, extendSteps: flags.steps, overwrite: flags.overwrite,
+                        pool: pool, onEvent: printSetupEvent)
         }, json: flags.json)
     }
 }

@@ -1,0 +1,251 @@
+import Foundation
+import LMTestSupport
+import XCTest
+
+/// What the hostile-input sweep found (the hardening issue), through the real binary: output
+/// that cannot be written, folders two runs share, outputs over models, CRLF and blank lines,
+/// negative option values, and the misleading messages.
+final class HardeningCLITests: XCTestCase {
+    var dir = ""
+    var lm: String { TestPaths.lmBinary }
+    var sentiment: String { TestPaths.model("sentiment") }
+    var shakespeare: String { TestPaths.model("shakespeare") }
+
+    override func setUpWithError() throws { dir = try TestPaths.temporaryDirectory("hardening-cli") }
+    override func tearDown() { try? FileManager.default.removeItem(atPath: dir) }
+
+    func write(_ name: String, _ text: String) throws -> String {
+        let path = dir + "/" + name
+        try text.write(toFile: path, atomically: true, encoding: .utf8)
+        return path
+    }
+
+    /// Runs `lm` with stdout sent to `stdoutPath` (such as /dev/full).
+    func runWithStdout(_ args: [String], to stdoutPath: String, stdin: String = "") throws -> ProcessResult {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: lm)
+        p.arguments = args
+        let out = try XCTUnwrap(FileHandle(forWritingAtPath: stdoutPath))
+        let err = Pipe(), inp = Pipe()
+        p.standardOutput = out
+        p.standardError = err
+        p.standardInput = inp
+        try p.run()
+        inp.fileHandleForWriting.write(Data(stdin.utf8))
+        try inp.fileHandleForWriting.close()
+        let e = err.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        return ProcessResult(status: p.terminationStatus, stdout: "", stderr: String(decoding: e, as: UTF8.self))
+    }
+
+    // MARK: 1. Writes to stdout are checked
+
+    func testEveryCommandFailsWhenItsOutputCannotBeWritten() throws {
+        let lines = try write("lines.txt", (1...100).map { "line \($0) is quite good" }.joined(separator: "\n") + "\n")
+        let corpus = try write("corpus.txt", String(repeating: "To be, or not to be, that is the question.\n", count: 60))
+        let tsv = try write("dev.tsv", "sentence\tlabel\n" + (1...20).map { "film \($0) was \($0 % 2 == 0 ? "great" : "awful")\t\($0 % 2)" }.joined(separator: "\n"))
+        let cases: [([String], String)] = [
+            (["classify", "--file", lines, "--batch", "8"], ""),
+            (["classify", "--json", "a fine film"], ""),
+            (["embed", "--model", sentiment, "--file", lines], ""),
+            (["generate", "--prompt", "ROMEO:", "--max-tokens", "20", "--seed", "1"], ""),
+            (["tokenize", "--tokenizer", shakespeare, "--lines"], "hello\nthere\n"),
+            (["chat", "--max-tokens", "8", "--seed", "1"], "hello\n"),
+            (["eval", "--model", shakespeare, "--corpus", corpus, "--context", "32"], ""),
+            (["eval", "--model", sentiment, "--tsv", tsv], ""),
+            (["inspect", shakespeare], ""),
+        ]
+        for (args, stdin) in cases {
+            let r = try runWithStdout(args, to: "/dev/full", stdin: stdin)
+            XCTAssertEqual(r.status, 1, "lm \(args.joined(separator: " ")) > /dev/full: \(r.stderr)")
+            XCTAssertTrue(r.stderr.contains("cannot write the output: No space left on device"), "\(args): \(r.stderr)")
+        }
+    }
+
+    func testAClosedPipeEndsTheCommandQuietly() throws {
+        signal(SIGPIPE, SIG_IGN)  // this test process writes into a pipe whose reader may be gone
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: lm)
+        p.arguments = ["tokenize", "--tokenizer", shakespeare, "--lines"]
+        let out = Pipe(), err = Pipe(), inp = Pipe()
+        p.standardOutput = out
+        p.standardError = err
+        p.standardInput = inp
+        try p.run()
+        let input = Array(String(repeating: "the quick brown fox\n", count: 200_000).utf8)
+        let writer = Thread {
+            let fd = inp.fileHandleForWriting.fileDescriptor
+            var done = 0
+            while done < input.count {
+                let n = input.withUnsafeBytes { Glibc.write(fd, $0.baseAddress! + done, input.count - done) }
+                if n <= 0 { break }
+                done += n
+            }
+            try? inp.fileHandleForWriting.close()
+        }
+        writer.start()
+        // `lm … | head -c 10`: the reader takes a little and goes away.
+        _ = out.fileHandleForReading.readData(ofLength: 10)
+        try out.fileHandleForReading.close()
+        let e = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        p.waitUntilExit()
+        XCTAssertEqual(p.terminationStatus, 141, "128 + SIGPIPE, as a shell reports for `cat`; stderr: \(e)")
+        XCTAssertEqual(e, "", "nothing to say about a reader that left")
+    }
+
+    // MARK: 2. One process per output folder
+
+    func testTwoRunsNeverShareAnOutputFolder() throws {
+        let corpus = try TestPaths.sharedFile("data/tinyshakespeare/input.txt")
+        let out = dir + "/run"
+        let first = Process()
+        first.executableURL = URL(fileURLWithPath: lm)
+        first.arguments = ["train", "--corpus", corpus, "--preset", "nano", "--steps", "100000", "--out", out, "--threads", "1"]
+        first.standardOutput = FileHandle.nullDevice
+        first.standardError = FileHandle.nullDevice
+        try first.run()
+        defer { if first.isRunning { kill(first.processIdentifier, SIGKILL); first.waitUntilExit() } }
+        let deadline = Date().addingTimeInterval(60)
+        while !FileManager.default.fileExists(atPath: out + "/checkpoint.safetensors") && Date() < deadline { usleep(50_000) }
+        XCTAssertTrue(FileManager.default.fileExists(atPath: out + "/checkpoint.safetensors"), "the first run wrote a checkpoint")
+
+        for extra in [[], ["--resume"], ["--overwrite"]] {
+            let second = try runProcess(lm, ["train", "--corpus", corpus, "--preset", "nano", "--steps", "10", "--out", out] + extra)
+            XCTAssertNotEqual(second.status, 0, "\(extra)")
+            XCTAssertTrue(second.stderr.contains("--out '\(out)' is in use by another lm process (pid \(first.processIdentifier))"), second.stderr)
+        }
+        let quantize = try runProcess(lm, ["quantize", "--model", shakespeare, "--out", out])
+        XCTAssertTrue(quantize.stderr.contains("is in use by another lm process"), quantize.stderr)
+
+        // kill -9 leaves no stale lock: the run resumes at once.
+        kill(first.processIdentifier, SIGKILL)
+        first.waitUntilExit()
+        let resumed = try runProcess(lm, ["train", "--corpus", corpus, "--out", out, "--resume", "--steps", "1"])
+        XCTAssertTrue(resumed.status == 0 || resumed.stderr.contains("below the"), resumed.stderr)
+        XCTAssertFalse(resumed.stderr.contains("in use"), resumed.stderr)
+    }
+
+    // MARK: 3. --out never overwrites a model the command did not make
+
+    func testOutputNeverReplacesAModelUnlessAskedTo() throws {
+        let model = dir + "/shakespeare"
+        try FileManager.default.copyItem(atPath: shakespeare, toPath: model)
+        let weights = try Data(contentsOf: URL(fileURLWithPath: model + "/model.safetensors"))
+        let corpus = try TestPaths.sharedFile("data/tinyshakespeare/input.txt")
+        let refused: [[String]] = [
+            ["train", "--corpus", corpus, "--preset", "nano", "--steps", "2", "--out", model],
+            ["finetune", "--model", model, "--corpus", corpus, "--steps", "2", "--out", model],
+            ["finetune", "--model", model, "--corpus", corpus, "--steps", "2", "--out", model + "/../shakespeare", "--overwrite"],
+            ["quantize", "--model", model, "--out", model],
+            ["quantize", "--model", model, "--out", model, "--overwrite"],
+            ["finetune", "--task", "classify", "--model", sentiment, "--train", "x.tsv", "--dev", "x.tsv", "--out", sentiment],
+        ]
+        for args in refused {
+            let r = try runProcess(lm, args)
+            XCTAssertNotEqual(r.status, 0, args.joined(separator: " "))
+            XCTAssertTrue(r.stderr.contains("did not make") || r.stderr.contains("is the model"), "\(args): \(r.stderr)")
+            XCTAssertEqual(r.stderr.split(separator: "\n").count, 1, "one line: \(r.stderr)")
+        }
+        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: model + "/model.safetensors")), weights, "the model is untouched")
+
+        // A quantized copy, then the same --out again: refused, then replaced with --overwrite.
+        let q = dir + "/q"
+        XCTAssertEqual(try runProcess(lm, ["quantize", "--model", model, "--out", q]).status, 0)
+        let again = try runProcess(lm, ["quantize", "--model", model, "--out", q])
+        XCTAssertTrue(again.stderr.contains("already holds a model that lm quantize did not make"), again.stderr)
+        XCTAssertEqual(try runProcess(lm, ["quantize", "--model", model, "--out", q, "--overwrite"]).status, 0)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: q + "/.lm-lock"), "the lock file goes with the process")
+
+        // --overwrite starts a new run over a model folder.
+        let r = try runProcess(lm, ["train", "--corpus", corpus, "--preset", "nano", "--steps", "2", "--out", model, "--overwrite"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+    }
+
+    // MARK: 4 and 5. CRLF files, blank lines
+
+    func testCRLFFilesReadLikeLFFiles() throws {
+        let lf = try write("lf.txt", "a wonderful film\nan awful, boring mess\nfine")
+        let crlf = try write("crlf.txt", "a wonderful film\r\nan awful, boring mess\r\nfine\r\n")
+        for command in [["classify", "--json"], ["embed", "--model", sentiment, "--json"]] {
+            let a = try runProcess(lm, command + ["--file", lf]), b = try runProcess(lm, command + ["--file", crlf])
+            XCTAssertEqual(a.status, 0, a.stderr)
+            XCTAssertEqual(b.status, 0, b.stderr)
+            XCTAssertEqual(b.stdout.split(separator: "\n").count, 3, "three texts: \(b.stdout.prefix(300))")
+            XCTAssertEqual(a.stdout, b.stdout)
+            let viaStdin = try runProcess(lm, command, stdin: "a wonderful film\r\nan awful, boring mess\r\nfine\r\n")
+            XCTAssertEqual(viaStdin.stdout, a.stdout)
+        }
+        let tsv = try write("dev.tsv", "sentence\tlabel\r\nwhat a great film\t1\r\na dull mess\t0\r\n")
+        let e = try runProcess(lm, ["eval", "--model", sentiment, "--tsv", tsv, "--json"])
+        XCTAssertEqual(e.status, 0, e.stderr)
+        XCTAssertEqual(try lastJSON(e)["accuracy"] as? Double, 1.0, e.stdout)
+        let t1 = try runProcess(lm, ["tokenize", "--tokenizer", shakespeare, "--lines"], stdin: "to be\r\nor not\r\n")
+        let t2 = try runProcess(lm, ["tokenize", "--tokenizer", shakespeare, "--lines"], stdin: "to be\nor not")
+        XCTAssertEqual(t1.status, 0, t1.stderr)
+        XCTAssertEqual(t1.stdout, t2.stdout)
+    }
+
+    func testBlankLinesGiveOneErrorEachAndTheRestIsClassified() throws {
+        let file = try write("blank.txt", "a wonderful film\n\n\n   \n\nawful\n\nfine\n")
+        let r = try runProcess(lm, ["classify", "--json", "--batch", "2", "--file", file])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let objects = try r.stdout.split(separator: "\n").map { try XCTUnwrap(try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]) }
+        XCTAssertEqual(objects.count, 8, "one JSON value per input line: \(r.stdout)")
+        XCTAssertEqual(objects.map { $0["error"] == nil }, [true, false, false, false, false, true, false, true])
+        XCTAssertEqual(objects[1]["error"] as? String, "line 2: empty line — nothing to classify")
+        XCTAssertEqual(objects[5]["label"] as? String, "negative")
+    }
+
+    // MARK: 8. Negative option values
+
+    func testNegativeNumbersReachTheRangeChecks() throws {
+        for (args, expected) in [(["generate", "--temperature", "-1", "--max-tokens", "2"], "--temperature -1.0 is out of range"),
+                                 (["generate", "--top-p", "-0.5", "--max-tokens", "2"], "--top-p"),
+                                 (["classify", "--batch", "-3", "good"], "--batch must be ≥ 1"),
+                                 (["generate", "--threads", "-2"], "--threads -2 is out of range")] {
+            let r = try runProcess(lm, args)
+            XCTAssertNotEqual(r.status, 0)
+            XCTAssertTrue(r.stderr.contains(expected), "\(args): \(r.stderr)")
+            XCTAssertFalse(r.stderr.contains("Missing value"), r.stderr)
+        }
+    }
+
+    // MARK: 10. Messages that name the real problem
+
+    func testMisleadingMessagesNameTheRealProblem() throws {
+        let folder = dir + "/folder"
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        let cases: [([String], String)] = [
+            (["classify", "--file", folder], "--file '\(folder)' is a folder — give a text file"),
+            (["embed", "--model", sentiment, "--file", folder], "is a folder"),
+            (["eval", "--model", sentiment, "--tsv", folder], "is a folder"),
+            (["train", "--corpus", folder, "--preset", "nano", "--out", dir + "/r"], "corpus '\(folder)' is a folder"),
+            (["help", "bogus"], "'bogus' is not a command of 'lm'"),
+            (["classify", "--file", folder, "some text"], "give TEXT arguments or --file, not both"),
+            (["classify", "--eval", folder, "--file", folder], "--eval scores a labelled TSV on its own"),
+        ]
+        for (args, expected) in cases {
+            let r = try runProcess(lm, args)
+            XCTAssertNotEqual(r.status, 0, args.joined(separator: " "))
+            XCTAssertTrue(r.stderr.contains(expected), "\(args): \(r.stderr)")
+        }
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/r"), "a refused run leaves no folder behind")
+    }
+
+    func testInvalidUTF8IsRefusedByEveryCommandThatReadsText() throws {
+        var bytes = Data("a fine film\n".utf8)
+        bytes.append(contentsOf: [0x62, 0xE9, 0x62, 0x0A])
+        let path = dir + "/latin1.txt"
+        try bytes.write(to: URL(fileURLWithPath: path))
+        for args in [["classify", "--file", path], ["embed", "--model", sentiment, "--file", path]] {
+            let r = try runProcess(lm, args)
+            XCTAssertNotEqual(r.status, 0)
+            XCTAssertTrue(r.stderr.contains("is not valid UTF-8: byte 0xE9") && r.stderr.contains("(line 2)"), r.stderr)
+        }
+        for args in [["classify"], ["tokenize", "--tokenizer", shakespeare]] {
+            let r = try runProcess(lm, args, stdinBytes: bytes)
+            XCTAssertNotEqual(r.status, 0)
+            XCTAssertTrue(r.stderr.contains("stdin is not valid UTF-8: byte 0xE9"), r.stderr)
+        }
+    }
+}
