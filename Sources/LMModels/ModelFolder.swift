@@ -22,8 +22,10 @@ public struct ModelFolder: Sendable {
         guard FileIO.exists(configPath) else {
             throw LMError(.fileNotFound, "'\(p)' has no config.json — a model folder holds config.json and model.safetensors (the Hugging Face layout)")
         }
-        guard let data = FileManager.default.contents(atPath: configPath),
-              let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
+        guard access(configPath, R_OK) == 0, let data = FileManager.default.contents(atPath: configPath) else {
+            throw LMError(.fileNotFound, "'\(configPath)' cannot be read: \(String(cString: strerror(errno))) — check its permissions")
+        }
+        guard let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
             throw LMError(.corruptFile, "'\(configPath)' is not a JSON object — fix or re-download the config")
         }
         guard let type = object["model_type"] as? String else {
@@ -43,6 +45,21 @@ public struct ModelFolder: Sendable {
         return try SafeTensorsFile(path: weightsPath)
     }
 
+    /// The top-level key whose fractional number `T` cannot read (it wants a whole number
+    /// there): the one that, made whole, lets the config decode.
+    static func fractionalNumber<T: Decodable>(in data: Data, decoding: T.Type) -> (String, Double)? {
+        guard let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else { return nil }
+        for key in object.keys.sorted() {
+            guard let n = object[key] as? NSNumber, n.doubleValue != n.doubleValue.rounded() else { continue }
+            var whole = object
+            whole[key] = Int(n.doubleValue.rounded())
+            if let d = try? JSONSerialization.data(withJSONObject: whole), (try? JSONDecoder().decode(T.self, from: d)) != nil {
+                return (key, n.doubleValue)
+            }
+        }
+        return nil
+    }
+
     /// Decodes `config.json` into `T`, turning decoding failures into one-line errors.
     public func decodeConfig<T: Decodable>(_ type: T.Type) throws -> T {
         do {
@@ -52,6 +69,13 @@ public struct ModelFolder: Sendable {
         } catch let DecodingError.typeMismatch(_, ctx) {
             let key = ctx.codingPath.map(\.stringValue).joined(separator: ".")
             throw LMError(.invalidConfig, "'\(path)/config.json': \"\(key)\" has the wrong type")
+        } catch let DecodingError.dataCorrupted(ctx) where ctx.codingPath.isEmpty {
+            // Foundation reports a fraction read as an integer ("n_embd": 64.5) this way, with
+            // no key: find the number that is not whole.
+            if let (key, value) = Self.fractionalNumber(in: configData, decoding: T.self) {
+                throw LMError(.invalidConfig, "'\(path)/config.json': \"\(key)\" is \(value) — it must be a whole number")
+            }
+            throw LMError(.invalidConfig, "'\(path)/config.json' cannot be read: \(ctx.debugDescription)")
         } catch {
             throw LMError(.invalidConfig, "'\(path)/config.json' cannot be read: \(error)")
         }

@@ -33,6 +33,11 @@ public struct SentencePieceTrainingOptions: Codable, Equatable, Sendable {
     public var bosId: Int
     public var eosId: Int
     public var padId: Int
+    /// How the caller's command spells a vocabulary size in its errors, with N for the number:
+    /// `lm tokenizer train` says "--vocab-size N", `lm train` "--tokenizer spm:N".
+    public var vocabSizeFlag = "--vocab-size N"
+    /// Whether the caller offers --character-coverage (errors suggest it only then).
+    public var offersCoverageFlag = true
 
     public init(input: String, vocabSize: Int, modelType: ModelType = .unigram, byteFallback: Bool = false,
                 characterCoverage: Double = 0.9995, normalization: String = "nmt_nfkc", addDummyPrefix: Bool = true,
@@ -127,6 +132,9 @@ public enum SentencePieceTrainer {
     public static func validate(_ options: SentencePieceTrainingOptions) throws -> CorpusSummary {
         try validateOptions(options)
         let summary = try scanCorpus(options)
+        if summary.sentences == 0 && summary.skippedLongLines > 0 {
+            throw LMError(.invalidInput, "corpus '\(options.input)' has no line SentencePiece can learn from: \(summary.skippedLongLines == summary.lines ? "every" : "each non-empty") line is longer than its \(options.maxSentenceLength)-byte limit — break the text into lines (for example: fold -s -w 1000 FILE)")
+        }
         if summary.sentences == 0 || summary.characters == 0 {
             throw LMError(.invalidInput, "corpus '\(options.input)' has no text to learn from (\(summary.lines) lines, all empty, whitespace or control characters after normalization); pass a text file with sentences")
         }
@@ -407,12 +415,16 @@ public enum SentencePieceTrainer {
         if let summary {
             why = " (\(summary.requiredCharacters) characters to cover \(o.characterCoverage * 100)% of the corpus + \(o.metaPieceCount) special\(o.byteFallback ? "/byte" : "") pieces)"
         }
-        let coverage = o.characterCoverage > 0.98 ? ", or lower --character-coverage (down to 0.98)" : ""
-        return LMError(.invalidArgument, "vocabulary size \(o.vocabSize) is too small for this corpus: it needs at least \(needed) pieces\(why); use --vocab-size \(needed) or more\(coverage)")
+        let coverage = o.characterCoverage > 0.98 && o.offersCoverageFlag ? ", or lower --character-coverage (down to 0.98)" : ""
+        return LMError(.invalidArgument, "vocabulary size \(o.vocabSize) is too small for this corpus: it needs at least \(needed) pieces\(why); use \(flag(o, needed)) or more\(coverage)")
     }
 
     static func tooLarge(_ o: SentencePieceTrainingOptions, maximum: Int) -> LMError {
-        LMError(.invalidArgument, "vocabulary size \(o.vocabSize) is too large for this corpus: a \(o.modelType.rawValue) model can have at most \(maximum) pieces here; use --vocab-size \(maximum) or less, or train on more text")
+        LMError(.invalidArgument, "vocabulary size \(o.vocabSize) is too large for this corpus: a \(o.modelType.rawValue) model can have at most \(maximum) pieces here; use \(flag(o, maximum)) or less, or train on more text")
+    }
+
+    static func flag(_ o: SentencePieceTrainingOptions, _ n: Int) -> String {
+        o.vocabSizeFlag.replacingOccurrences(of: "N", with: String(n))
     }
 
     /// Turns a libsentencepiece status message into an error with a working value.

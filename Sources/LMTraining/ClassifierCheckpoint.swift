@@ -30,8 +30,11 @@ public struct ClassifierTrainerState: Codable, Sendable, Equatable {
     /// The run ended (all steps, or stopped early): there is nothing left to resume.
     public var finished: Bool
     public var stoppedEarly: Bool
+    /// The --train file (nil in checkpoints written before it was recorded).
+    public var trainFile: CorpusIdentity? = nil
 
     enum CodingKeys: String, CodingKey {
+        case trainFile = "train_file"
         case step, optimizerStep = "optimizer_step", rng, best, bestStep = "best_step"
         case evaluationsWithoutImprovement = "evals_without_improvement"
         case curveSteps = "curve_steps", curveAccuracies = "curve_accuracies", recentLosses = "recent_losses"

@@ -85,6 +85,8 @@ public final class ClassifierTrainer {
     let baseModel: String
     /// The loop state a resumed run starts from.
     let resumed: ClassifierTrainerState?
+    /// The --train file, as the checkpoint records it.
+    let trainIdentity: CorpusIdentity
     /// The output folder is this process's alone while the trainer lives.
     private let lock: FolderLock
 
@@ -135,6 +137,7 @@ public final class ClassifierTrainer {
         if let d = options.dropout { config.hiddenDropoutProb = d }
 
         let trainData = try LabelledExamples(tsv: trainPath, labelNames: labels)
+        trainIdentity = try CorpusIdentity(path: trainPath)
         dev = try LabelledExamples(tsv: devPath, labelNames: labels)
         onEvent(.info("train: \(trainData.count) examples (\(trainPath)); dev: \(dev.count) (\(devPath)); labels: \(labels.joined(separator: ", "))"))
         let truncation = Truncation(maxLength: options.maxLength)
@@ -163,8 +166,9 @@ public final class ClassifierTrainer {
                                   groups: model.params.optimizerGroups())
         resumed = checkpoint?.state
         if let checkpoint {
-            guard checkpoint.state.trainExamples == train.ids.count else {
-                throw LMError(.invalidArgument, "--resume: '\(trainPath)' has \(train.ids.count) examples but the run in '\(out)' trained on \(checkpoint.state.trainExamples) — resume with the same --train file")
+            guard checkpoint.state.trainExamples == train.ids.count,
+                  checkpoint.state.trainFile.map({ $0.withPath(trainPath) == trainIdentity }) ?? true else {
+                throw LMError(.invalidArgument, "--resume: '\(trainPath)' is not the --train file the run in '\(out)' trained on (\(checkpoint.state.trainFile.map { "'\($0.path)', " } ?? "")\(checkpoint.state.trainExamples) examples) — resume with the same --train file")
             }
             try checkpoint.restore(into: model, optimizer: optimizer)
             onEvent(.info("resuming '\(out)' at step \(checkpoint.state.step) with its saved options and labels"))
@@ -197,7 +201,7 @@ public final class ClassifierTrainer {
         var st = resumed ?? ClassifierTrainerState(
             step: 0, optimizerStep: 0, rng: [], best: nil, bestStep: 0, evaluationsWithoutImprovement: 0,
             curveSteps: [], curveAccuracies: [], recentLosses: [], examplesPerSecond: [], logBytes: 0, trainSeconds: 0,
-            trainExamples: train.ids.count, finished: false, stoppedEarly: false)
+            trainExamples: train.ids.count, finished: false, stoppedEarly: false, trainFile: trainIdentity)
         func summary() -> ClassifierTrainingSummary {
             let sorted = st.examplesPerSecond.dropFirst(min(5, st.examplesPerSecond.count / 2)).sorted()
             return ClassifierTrainingSummary(steps: st.step, bestStep: st.bestStep, best: st.best!,

@@ -121,6 +121,9 @@ public final class Trainer {
                try CorpusIdentity(path: corpus) != trained.withPath(corpus) {
                 throw LMError(.invalidArgument, "--resume: '\(corpus)' is not the corpus this run trained on ('\(trained.path)', \(trained.bytes) bytes) — resume with that --corpus, or start a new run")
             }
+            if ckpt.state.corpus == nil {
+                onEvent(.info("note: this checkpoint does not record its corpus; the run continues on the tokens it saved (tokens.bin), whatever --corpus names"))
+            }
             options = ckpt.options
             if let extendSteps {
                 guard extendSteps >= ckpt.state.step else {
@@ -338,6 +341,8 @@ public final class Trainer {
             onEvent(.info("training a SentencePiece BPE tokenizer (vocabulary \(vocab)) on \(corpus)"))
             var o = SentencePieceTrainingOptions(input: corpus, vocabSize: vocab, modelType: .bpe, byteFallback: true)
             o.characterCoverage = 0.9995
+            o.vocabSizeFlag = "--tokenizer spm:N"
+            o.offersCoverageFlag = false
             let bytes = try SentencePieceTrainer.train(o)
             let path = runDirectory + "/tokenizer.model"
             try FileIO.writeAtomically(path) { fd in try bytes.withUnsafeBytes { try FileIO.writeAll(fd, $0, path: path) } }

@@ -100,8 +100,12 @@ struct LM: ParsableCommand {
         var command: ParsableCommand.Type = LM.self
         for name in arguments.dropFirst() where !name.hasPrefix("-") {
             let subcommands = command.configuration.subcommands
+            let parent = command == LM.self ? "lm" : "lm " + (command.configuration.commandName ?? "")
+            if subcommands.isEmpty {
+                throw LMError(.invalidArgument, "'\(parent)' has no subcommand '\(name)' — see 'lm help \(parent.dropFirst(3))'")
+            }
             guard let next = subcommands.first(where: { $0.configuration.commandName == name }) else {
-                throw LMError(.invalidArgument, "'\(name)' is not a command of '\(command == LM.self ? "lm" : command.configuration.commandName ?? "")' — the commands are: \(subcommands.compactMap { $0.configuration.commandName }.joined(separator: ", "))")
+                throw LMError(.invalidArgument, "'\(name)' is not a command of '\(parent)' — the commands are: \(subcommands.compactMap { $0.configuration.commandName }.joined(separator: ", "))")
             }
             command = next
         }

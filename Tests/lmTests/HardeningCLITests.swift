@@ -248,4 +248,67 @@ final class HardeningCLITests: XCTestCase {
             XCTAssertTrue(r.stderr.contains("stdin is not valid UTF-8: byte 0xE9"), r.stderr)
         }
     }
+
+    func testConfigAndCorpusProblemsAreNamed() throws {
+        let model = dir + "/frac"
+        try FileManager.default.copyItem(atPath: shakespeare, toPath: model)
+        let config = try String(contentsOfFile: model + "/config.json", encoding: .utf8)
+        try config.replacingOccurrences(of: "\"n_embd\": 128", with: "\"n_embd\": 64.5")
+            .replacingOccurrences(of: "\"n_embd\" : 128", with: "\"n_embd\" : 64.5")
+            .write(toFile: model + "/config.json", atomically: true, encoding: .utf8)
+        let small = try write("small.txt", String(try String(contentsOfFile: try TestPaths.sharedFile("data/tinyshakespeare/input.txt"), encoding: .utf8).prefix(20_000)))
+        let long = try write("long.txt", String(repeating: "word ", count: 2_000))
+        let cases: [([String], String)] = [
+            (["generate", "--model", model, "--prompt", "a"], "\"n_embd\" is 64.5 — it must be a whole number"),
+            (["train", "--corpus", long, "--tokenizer", "spm:300", "--preset", "nano", "--out", dir + "/a"],
+             "longer than its 4192-byte limit — break the text into lines"),
+            (["train", "--corpus", small, "--tokenizer", "spm:100000", "--preset", "nano", "--out", dir + "/b"],
+             "use --tokenizer spm:"),
+            (["eval", "--model", shakespeare, "--corpus", small, "--context", "100000"],
+             "--context 100000 exceeds the model's 64 positions — use --context 64 or less"),
+            (["quantize", "--model", shakespeare, "--out", dir + "/q", "--report", "--corpus", small, "--context", "1000"],
+             "--context 1000 exceeds the model's 64 positions"),
+            (["forward", "--model", TestPaths.model("gpt2-tiny"), "--ids", "1,,2", "--out", dir + "/l.safetensors"],
+             "--ids: id 2 of '1,,2' is empty"),
+            (["forward", "--model", TestPaths.model("gpt2-tiny"), "--ids", "1", "--out", dir], "is a folder — give a file name"),
+            (["help", "train", "bogus"], "'lm train' has no subcommand 'bogus'"),
+        ]
+        for (args, expected) in cases {
+            let r = try runProcess(lm, args)
+            XCTAssertNotEqual(r.status, 0, args.joined(separator: " "))
+            XCTAssertTrue(r.stderr.contains(expected), "\(args): \(r.stderr)")
+            XCTAssertFalse(r.stderr.contains("--vocab-size"), "lm train has no --vocab-size: \(r.stderr)")
+        }
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/q"), "quantize --report checks its data before it writes")
+        XCTAssertTrue(try runProcess(lm, ["forward", "--model", TestPaths.model("gpt2-tiny"), "--ids", "1, 2,3", "--out", dir + "/l.safetensors"]).status == 0)
+    }
+
+    func testResumeRefusesAnotherCorpusAndADamagedCheckpointAndCleansLeftovers() throws {
+        let full = try String(contentsOfFile: try TestPaths.sharedFile("data/tinyshakespeare/input.txt"), encoding: .utf8)
+        let a = try write("a.txt", String(full.prefix(30_000))), b = try write("b.txt", String(full.suffix(30_000)))
+        let run = dir + "/run"
+        let first = try runProcess(lm, ["train", "--corpus", a, "--preset", "nano", "--steps", "4", "--out", run, "--threads", "1"])
+        XCTAssertEqual(first.status, 0, first.stderr)
+        // Another corpus: refused. The same one under another name: accepted.
+        let other = try runProcess(lm, ["train", "--corpus", b, "--out", run, "--resume", "--steps", "6"])
+        XCTAssertTrue(other.stderr.contains("is not the corpus this run trained on"), other.stderr)
+        let moved = dir + "/moved.txt"
+        try FileManager.default.copyItem(atPath: a, toPath: moved)
+        // A temporary file a killed save left behind goes when the folder is taken again.
+        try Data("partial".utf8).write(to: URL(fileURLWithPath: run + "/checkpoint.safetensors.tmp-999999"))
+        let same = try runProcess(lm, ["train", "--corpus", moved, "--out", run, "--resume", "--steps", "6", "--threads", "1"])
+        XCTAssertEqual(same.status, 0, same.stderr)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: run + "/checkpoint.safetensors.tmp-999999"))
+
+        // NaN in the checkpoint's parameters: damaged, not "diverged".
+        let path = run + "/checkpoint.safetensors"
+        let handle = try XCTUnwrap(FileHandle(forUpdatingAtPath: path))
+        let header = try XCTUnwrap(handle.readData(ofLength: 8).withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) })
+        try handle.seek(toOffset: 8 + header + 64)
+        handle.write(Data([0xFF, 0xFF, 0xFF, 0xFF]))
+        try handle.close()
+        let damaged = try runProcess(lm, ["train", "--corpus", a, "--out", run, "--resume", "--steps", "8"])
+        XCTAssertNotEqual(damaged.status, 0)
+        XCTAssertTrue(damaged.stderr.contains("is damaged") && !damaged.stderr.contains("diverged"), damaged.stderr)
+    }
 }
