@@ -74,7 +74,8 @@ public struct ChatSettings: Codable, Sendable, Equatable {
         case "repeat_penalty":
             let x = try number(); try range(x > 0, x, "a value > 0 (1 = off)"); s.sampler.repeatPenalty = x
         case "repeat_last_n":
-            let x = try integer(); try range(x >= 0 && x <= 1 << 20, x, "an integer in 0...1048576"); s.sampler.repeatLastN = x
+            let x = try integer(); let most = SamplerSettings.maxRepeatLastN
+            try range(x >= 0 && x <= most, x, "an integer in 0...\(most)"); s.sampler.repeatLastN = x
         case "max_tokens":
             let x = try integer(); try range(x >= 1 && x <= Self.maxTokensLimit, x, "1...\(Self.maxTokensLimit)"); s.maxTokens = x
         case "seed":
@@ -400,7 +401,7 @@ public final class ChatSession {
         var shownText = ChatReplyFilter(stopAtBlankLine: !settings.raw)
         var reply = "", shown = ""
         var first = true, interrupted = false, stopped = false
-        tokens.reserveCapacity(tokens.count + min(settings.maxTokens, 1 << 16))
+        tokens.reserveCapacity(tokens.count + min(settings.maxTokens, cache.capacity))
         let g = try generator.generate(prompt: feed, maxTokens: settings.maxTokens) { token in
             if first { stats.firstTokenSeconds = monotonicSeconds() - t0; first = false }
             if isInterrupted() { interrupted = true; return false }
@@ -546,7 +547,8 @@ public final class ChatSession {
     }
 
     /// Writes the transcript, the settings, the tokens and the sampler's random state as JSON to
-    /// `path`, and the cached keys and values to `cacheFilePath(for: path)` (both atomically).
+    /// `path`, and the cached keys and values to `cacheFilePath(for: path)` (both atomically;
+    /// the JSON holds a checksum of the keys and values and the tokens they encode).
     public func save(to path: String, modelPath: String? = nil) throws {
         let folder = path.lastIndex(of: "/").map { String(path[...$0]) } ?? ""
         guard folder.isEmpty || FileIO.isDirectory(folder) else {
@@ -559,11 +561,15 @@ public final class ChatSession {
         let kvPath = Self.cacheFilePath(for: path)
         let L = cache.length, W = cache.width
         var items: [(String, SafeTensorsWriter.Item)] = []
+        // The checksum covers the window's tokens and then each tensor, in the order load reads them.
+        var sum = KVChecksum()
+        sum.add(tokens: Array(tokens[0..<keep]) + Array(tokens[cacheTailStart..<cacheEnd]))
         for l in 0..<cache.layers {
             // The positions the layer holds (the newest ones for a sliding-window layer).
             let h = L - cache.base(l)
             for (name, base) in [("keys", cache.keys(l)), ("values", cache.values(l))] {
                 let bytes = [UInt8](UnsafeRawBufferPointer(start: base, count: h * W * 4))
+                bytes.withUnsafeBytes { sum.add($0) }
                 items.append(("\(name).\(l)", .raw(dtype: .f32, shape: [h, W], bytes: bytes)))
             }
         }
@@ -571,7 +577,7 @@ public final class ChatSession {
             model: .init(model, cache, path: modelPath), settings: settings, turns: turns, tokens: tokens,
             systemTokens: systemTokenCount,
             cache: .init(file: (kvPath as NSString).lastPathComponent, id: id, keep: keep,
-                         tailStart: cacheTailStart, end: cacheEnd),
+                         tailStart: cacheTailStart, end: cacheEnd, checksum: sum.hex),
             rng: generator.sampler.rngState.map { String($0, radix: 16) })
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
@@ -584,8 +590,10 @@ public final class ChatSession {
 
     /// Replaces this session with the one saved at `path` (written by `save`). Everything is
     /// checked before anything changes, so a missing or corrupt file leaves the session as it
-    /// was. When the KV-cache file beside it is missing or does not match, the window is encoded
-    /// again from the tokens (said in the returned notes).
+    /// was. When the KV-cache file beside it is missing, belongs to another save or does not fit
+    /// this cache, the window is encoded again from the tokens (said in the returned notes); when
+    /// it is damaged (unreadable, wrong tensors, or bytes that fail the saved checksum) the load
+    /// is refused.
     @discardableResult
     public func load(from path: String) throws -> [String] {
         guard FileIO.exists(path) else {
@@ -635,36 +643,56 @@ public final class ChatSession {
         guard words.count == 4, f.rng.count == 4, words.contains(where: { $0 != 0 }) else { throw bad("rng state") }
         let window = Array(f.tokens[0..<k]) + Array(f.tokens[c.tailStart..<c.end])
 
-        // The keys and values: checked completely before the cache is touched.
+        // The keys and values: checked completely before the cache is touched. A missing file,
+        // or one of another save (a stale pair), means encoding the window again; a damaged one
+        // (unreadable, wrong tensors, or not the bytes saved) is refused.
         var notes: [String] = []
         let kvPath = ((path as NSString).deletingLastPathComponent as NSString).appendingPathComponent(c.file)
         var kv: SafeTensorsFile? = nil
         var held: [Int] = []
+        func corrupt(_ why: String) -> LMError {
+            LMError(.corruptFile, "'\(kvPath)' is not the KV cache saved with '\(path)' (\(why)) — delete it and load again to encode the context from the transcript")
+        }
         if !FileIO.exists(kvPath) {
             notes.append("the KV-cache file '\(kvPath)' is missing: encoding the \(window.count) tokens of the context again")
         } else {
-            do {
-                let file = try SafeTensorsFile(path: kvPath)
-                guard file.metadata["session"] == c.id else {
-                    throw LMError(.corruptFile, "it belongs to another save")
-                }
+            let file: SafeTensorsFile
+            do { file = try SafeTensorsFile(path: kvPath) } catch { throw corrupt(Self.brief(error)) }
+            if file.metadata["session"] != c.id {
+                notes.append("the KV-cache file '\(kvPath)' belongs to another save: encoding the \(window.count) tokens of the context again")
+            } else {
+                var sum = KVChecksum()
+                sum.add(tokens: window)
                 var counts: [Int] = []
                 for l in 0..<cache.layers {
-                    let h = try file.rawBytes("keys.\(l)").entry.shape.first ?? -1
+                    var rows: Int? = nil
                     for name in ["keys.\(l)", "values.\(l)"] {
-                        let (e, bytes) = try file.rawBytes(name)
-                        guard e.dtype == .f32, e.shape == [h, cache.width], h <= window.count,
-                              bytes.count == h * cache.width * 4 else {
-                            throw LMError(.shapeMismatch, "'\(name)' is \(e.dtype.rawValue) \(e.shape)")
+                        guard let e = file.entries[name] else { throw corrupt("no tensor '\(name)'") }
+                        let h = rows ?? e.shape.first ?? -1
+                        guard e.dtype == .f32, e.shape.count == 2, e.shape[0] == h, e.shape[1] == cache.width,
+                              h >= 0, h <= window.count else {
+                            throw corrupt("'\(name)' is \(e.dtype.rawValue) \(e.shape); this cache needs f32 [rows ≤ \(window.count), \(cache.width)], keys and values alike")
                         }
+                        let bytes: UnsafeRawBufferPointer
+                        do { bytes = try file.rawBytes(name).bytes } catch { throw corrupt(Self.brief(error)) }
+                        guard bytes.count == h * cache.width * 4 else { throw corrupt("'\(name)' holds \(bytes.count) bytes") }
+                        sum.add(bytes)
+                        rows = h
                     }
-                    counts.append(h)
+                    counts.append(rows ?? 0)
                 }
-                try cache.validateRestore(length: window.count, held: counts)
-                held = counts
-                kv = file
-            } catch {
-                notes.append("the KV-cache file '\(kvPath)' does not match (\(Self.describe(error))): encoding the \(window.count) tokens of the context again")
+                // Files saved before the checksum existed have none.
+                if let saved = c.checksum, saved != sum.hex {
+                    throw corrupt("checksum mismatch: its keys and values are not the ones saved for these tokens")
+                }
+                do {
+                    // Intact, but a cache of other sliding-window slots may not hold it.
+                    try cache.validateRestore(length: window.count, held: counts)
+                    held = counts
+                    kv = file
+                } catch {
+                    notes.append("the KV-cache file '\(kvPath)' does not fit this cache (\(Self.describe(error))): encoding the \(window.count) tokens of the context again")
+                }
             }
         }
 
@@ -697,6 +725,12 @@ public final class ChatSession {
         cacheEnd = c.end
         lastStats = nil
         return notes
+    }
+
+    /// An error's message without its fix (the part after " — "), to quote inside another one.
+    private static func brief(_ error: Error) -> String {
+        let m = describe(error)
+        return m.range(of: " — ").map { String(m[..<$0.lowerBound]) } ?? m
     }
 
     private static func describe(_ error: Error) -> String {
@@ -782,8 +816,11 @@ struct ChatSessionFile: Codable {
         var keep: Int
         var tailStart: Int
         var end: Int
+        /// `KVChecksum` of the window's tokens and the file's tensors, in hexadecimal (absent in
+        /// files saved before it existed).
+        var checksum: String?
 
-        enum CodingKeys: String, CodingKey { case file, id, keep, tailStart = "tail_start", end }
+        enum CodingKeys: String, CodingKey { case file, id, keep, tailStart = "tail_start", end, checksum }
     }
 
     var format = formatName
@@ -806,4 +843,35 @@ struct ChatSessionFile: Codable {
     enum CodingKeys: String, CodingKey {
         case format, version, model, settings, turns, tokens, systemTokens = "system_tokens", cache, rng
     }
+}
+
+/// FNV-1a over 64-bit words (then the length) of a saved KV cache: notices flipped, lost or
+/// moved bytes — every step is a bijection of the state, so one changed word always changes the
+/// sum. Not meant against an adversary.
+struct KVChecksum {
+    private(set) var value: UInt64 = 0xcbf2_9ce4_8422_2325
+    private static let prime: UInt64 = 0x0000_0100_0000_01b3
+
+    mutating func add(_ bytes: UnsafeRawBufferPointer) {
+        var h = value
+        let n = bytes.count
+        if let p = bytes.baseAddress {
+            var i = 0
+            while i + 8 <= n {
+                h = (h ^ UInt64(littleEndian: p.loadUnaligned(fromByteOffset: i, as: UInt64.self))) &* Self.prime
+                i += 8
+            }
+            while i < n {
+                h = (h ^ UInt64(p.load(fromByteOffset: i, as: UInt8.self))) &* Self.prime
+                i += 1
+            }
+        }
+        value = (h ^ UInt64(n)) &* Self.prime
+    }
+
+    mutating func add(tokens: [Int]) {
+        tokens.map { Int64($0).littleEndian }.withUnsafeBytes { add($0) }
+    }
+
+    var hex: String { String(value, radix: 16) }
 }

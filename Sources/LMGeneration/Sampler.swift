@@ -82,7 +82,9 @@ public final class Sampler {
         for i in 0..<V { vals[i] = logits[i]; ids[i] = Int32(i) }
         count = V
         applyRepetitionPenalty(s.repeatPenalty)
-        if s.temperature == 0 { return argmax() }
+        // Temperature 0, or too small to divide by: argmax (1/T = inf would make the max's
+        // scaled logit 0 · inf = NaN).
+        if s.isGreedy { return argmax() }
 
         // top-k: keep the k largest, sorted descending.
         if s.topK > 0 && s.topK < count { selectTopK(s.topK) }

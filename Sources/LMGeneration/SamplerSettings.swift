@@ -4,7 +4,8 @@ import LMCore
 ///
 /// The chain, in order: repetition penalty over the last `repeatLastN` tokens → top-k →
 /// top-p → min-p → temperature → a seeded draw. Temperature 0 means greedy (argmax, ties to
-/// the lowest id). Top-k 0, top-p 1 and min-p 0 disable those stages.
+/// the lowest id), and so does any temperature too small to divide by (`isGreedy`: below about
+/// 3e-39, where 1/T overflows Float). Top-k 0, top-p 1 and min-p 0 disable those stages.
 public struct SamplerSettings: Codable, Sendable, Equatable {
     public var temperature: Float = 0.8
     public var topK: Int = 40
@@ -15,6 +16,15 @@ public struct SamplerSettings: Codable, Sendable, Equatable {
     public var seed: UInt64 = 0
 
     public init() {}
+
+    /// Longest repetition window (`--repeat-last-n`, `/set repeat_last_n`): the sampler keeps
+    /// a buffer of this many tokens.
+    public static let maxRepeatLastN = 1 << 20
+
+    /// Whether sampling is argmax: temperature 0, or one so small that 1/T is not a finite Float
+    /// (1e-45 and every T ≲ 2.9e-39) — dividing by it would turn the logits into inf and NaN,
+    /// and the limit T → 0 of the draw is the argmax anyway.
+    public var isGreedy: Bool { !(1 / temperature).isFinite }
 
     public static var greedy: SamplerSettings {
         var s = SamplerSettings()
@@ -37,6 +47,8 @@ public struct SamplerSettings: Codable, Sendable, Equatable {
         guard topP.isFinite, topP > 0, topP <= 1 else { throw bad("--top-p", topP, "a value in (0, 1] (1 = off)") }
         guard minP.isFinite, minP >= 0, minP <= 1 else { throw bad("--min-p", minP, "a value in [0, 1] (0 = off)") }
         guard repeatPenalty.isFinite, repeatPenalty > 0 else { throw bad("--repeat-penalty", repeatPenalty, "a value > 0 (1 = off)") }
-        guard repeatLastN >= 0 else { throw bad("--repeat-last-n", repeatLastN, "an integer ≥ 0") }
+        guard repeatLastN >= 0, repeatLastN <= Self.maxRepeatLastN else {
+            throw bad("--repeat-last-n", repeatLastN, "an integer in 0...\(Self.maxRepeatLastN)")
+        }
     }
 }

@@ -123,9 +123,32 @@ public final class TokenGenerator {
         history += tokens
     }
 
+    /// Throws when a row of logits about to be sampled holds NaN or ±inf: weights that are
+    /// corrupt (or overflow float32) would otherwise be sampled into garbage without a word.
+    /// One pass over the V logits (x − x is 0 for every finite x, NaN for NaN and ±inf).
+    private func checkFinite(_ logits: UnsafeMutableBufferPointer<Float>, token: Int) throws {
+        guard let p = logits.baseAddress else { return }
+        let n = logits.count
+        var acc = SIMD8<Float>(repeating: 0)
+        var i = 0
+        while i + 8 <= n {
+            let v = UnsafeRawPointer(p + i).loadUnaligned(as: SIMD8<Float>.self)
+            acc += v - v
+            i += 8
+        }
+        var tail: Float = 0
+        while i < n { tail += p[i] - p[i]; i += 1 }
+        guard !(acc.sum() + tail).isFinite else { return }
+        let bad = logits.first { !$0.isFinite } ?? .nan
+        let what = bad.isNaN ? "NaN" : bad > 0 ? "+inf" : "-inf"
+        throw LMError(.corruptFile, "the \(model.modelType) model produced non-finite logits (\(what)) at token \(token) — its weights are corrupt or overflow float32")
+    }
+
     /// Feeds `prompt` (appending to whatever the cache holds), then samples up to `maxTokens`
     /// tokens, calling `onToken` for each; `onToken` returns false to stop early.
     /// Stops at a stop token; when the cache fills, slides the window (or stops if `slideWhenFull` is off).
+    /// Throws when the model's logits are not finite (NaN or ±inf: corrupt weights). `maxTokens`
+    /// may be any size (10^12: until a stop token or `onToken` ends it): nothing is sized by it.
     @discardableResult
     public func generate(prompt: [Int], maxTokens: Int, onToken: (Int) throws -> Bool) throws -> GenerationStats {
         var stats = GenerationStats()
@@ -140,6 +163,7 @@ public final class TokenGenerator {
         stats.promptSeconds = t1 - t0
         var produced = 0
         while produced < maxTokens {
+            try checkFinite(logits, token: produced + 1)
             let token = sampler.sample(logits: UnsafeBufferPointer(logits))
             sampler.accept(token)
             if stopTokens.contains(token) { stats.stoppedAtEOS = true; break }

@@ -397,8 +397,36 @@ public final class BertModel: @unchecked Sendable {
                 throw LMError(.corruptFile, "'\(file.path)' has 'classifier.weight' but no vector 'classifier.bias'")
             }
             heads.classifierLabels = e.shape[0]
+            try Self.checkLabels(config, folder: folder, rows: e.shape[0])
         }
         try self.init(config: config, source: source, heads: heads, pool: pool, convertTo: convertTo)
+    }
+
+    /// Refuses a config.json whose labels (`id2label`, `num_labels`) are not the classification
+    /// head's rows: extra labels would silently never be predicted, missing ones would show as
+    /// LABEL_i — either way the config belongs to other weights.
+    static func checkLabels(_ config: BertConfig, folder: ModelFolder, rows K: Int) throws {
+        struct Count: Decodable {
+            var numLabels: Int?
+            enum CodingKeys: String, CodingKey { case numLabels = "num_labels" }
+        }
+        let configFile = "'\(folder.path)/config.json'"
+        let head = "the classification head 'classifier.weight' in model.safetensors has \(K) row\(K == 1 ? "" : "s")"
+        let fix = "make id2label and num_labels name \(K) label\(K == 1 ? "" : "s"), or use the weights this config was written for"
+        if let id2label = config.id2label {
+            let n = id2label.count
+            guard n == K else {
+                let names = id2label.sorted { (Int($0.key) ?? .max, $0.key) < (Int($1.key) ?? .max, $1.key) }.map(\.value)
+                let shown = names.prefix(6).joined(separator: ", ") + (names.count > 6 ? ", …" : "")
+                throw LMError(.invalidConfig, "\(configFile) names \(n) label\(n == 1 ? "" : "s") in id2label (\(shown)) but \(head) — \(fix)")
+            }
+            for key in id2label.keys where !(Int(key).map { (0..<K).contains($0) } ?? false) {
+                throw LMError(.invalidConfig, "\(configFile) has id2label key '\(key)', not a class index 0...\(K - 1) of the \(K) rows of 'classifier.weight' — \(fix)")
+            }
+        }
+        if let n = (try? folder.decodeConfig(Count.self))?.numLabels, n != K {
+            throw LMError(.invalidConfig, "\(configFile) has num_labels \(n) but \(head) — \(fix)")
+        }
     }
 
     /// Activations of one batch (grown as needed, reused across calls).

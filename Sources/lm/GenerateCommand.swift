@@ -67,14 +67,19 @@ struct GenerateCommand: ParsableCommand {
         let generator = try TokenGenerator(model: lm, settings: sampling.settings, cache: lm.makeCache(capacity: context))
         if let tokenizer { generator.stopTokens.formUnion(tokenizer.endOfGenerationTokens.filter { $0 < lm.vocabularySize }) }
         if ignoreEos { generator.stopTokens = [] }
+        // Only --json keeps the ids; sized by what one context holds, not by --max-tokens
+        // (10^12 must simply run, sliding the window, until interrupted or the end of text).
         var ids: [Int] = []
-        ids.reserveCapacity(maxTokens)
+        if json { ids.reserveCapacity(min(maxTokens, context)) }
         var stream = tokenizer?.makeStreamingDetokenizer()
         if !json, tokenizer != nil, let text = prompt { writeOut(text) }
         let stats = try generator.generate(prompt: promptIDs, maxTokens: maxTokens) { token in
-            ids.append(token)
-            if !json {
-                if stream != nil { writeOut(stream!.append(token)) } else { writeOut("\(token) ") }
+            if json {
+                ids.append(token)
+            } else if stream != nil {
+                writeOut(stream!.append(token))
+            } else {
+                writeOut("\(token) ")
             }
             return true
         }
