@@ -111,15 +111,11 @@ public struct LineReader {
     public mutating func next() throws -> String? {
         while true {
             if let nl = buffer[start...].firstIndex(of: 0x0A) {
-                let line = try take(upTo: nl)
-                start = nl + 1
-                return line
+                return try take(upTo: nl, next: nl + 1)
             }
             if atEnd {
                 guard start < buffer.count else { return nil }
-                let line = try take(upTo: buffer.count)
-                start = buffer.count
-                return line
+                return try take(upTo: buffer.count, next: buffer.count)
             }
             if start > 0 { buffer.removeFirst(start); start = 0 }
             let old = buffer.count
@@ -134,10 +130,14 @@ public struct LineReader {
         }
     }
 
-    private mutating func take(upTo end: Int) throws -> String {
+    /// The line in `start..<end` (a final "\r" dropped); reading goes on at `next` even when
+    /// the line is not valid UTF-8 (the error names it, and the caller may skip it).
+    private mutating func take(upTo end: Int, next: Int) throws -> String {
         var e = end
         if e > start, buffer[e - 1] == 0x0D { e -= 1 }
         lineNumber += 1
-        return try buffer[start..<e].withUnsafeBytes { try UTF8Text.decode($0, source: source, firstLine: lineNumber) }
+        let range = start..<e
+        start = next
+        return try buffer[range].withUnsafeBytes { try UTF8Text.decode($0, source: source, firstLine: lineNumber) }
     }
 }

@@ -86,5 +86,8 @@ struct ChatCommand: ParsableCommand {
         let repl = ChatREPL(session: session, modelPath: folder, input: source,
                             interactive: interactive, colour: colour, json: json)
         repl.run()
+        if !interactive && repl.failures > 0 {
+            throw LMError(.invalidInput, "\(repl.failures) of the piped lines failed (see the errors above)")
+        }
     }
 }

@@ -14,6 +14,8 @@ final class ChatREPL {
     let colour: Bool
     let json: Bool
     private var shiftAnnounced = false
+    /// Lines that failed (errors, not notes): piped input ends with a non-zero status if any did.
+    private(set) var failures = 0
 
     /// Every command, with its arguments and what it does (the `/help` list).
     static let commands: [(String, String)] = [
@@ -54,6 +56,12 @@ final class ChatREPL {
         if json { printError(text) } else { writeOut(text + "\n") }
     }
 
+    /// A line that failed: reported, counted, and the session goes on.
+    private func fail(_ text: String) {
+        failures += 1
+        complain(text)
+    }
+
     /// A problem: the session goes on.
     private func complain(_ text: String) {
         let stderrColour = colour && isatty(STDERR_FILENO) == 1
@@ -83,6 +91,8 @@ final class ChatREPL {
                 return
             case .interrupted:
                 writeOut("^C\n")
+            case .unreadable(let problem):
+                fail("error: \(problem) — the line is skipped")
             case .line(let text):
                 if !handle(text) { return }
             }
@@ -102,6 +112,7 @@ final class ChatREPL {
             while true {
                 switch input.read(prompt: continuationPrompt) {
                 case .interrupted: return .interrupted
+                case .unreadable(let problem): return .unreadable(problem)
                 case .end: return .line(lines.joined(separator: "\n"))
                 case .line(let next):
                     input.remember(next)
@@ -120,6 +131,7 @@ final class ChatREPL {
             text.removeLast()
             switch input.read(prompt: continuationPrompt) {
             case .interrupted: return .interrupted
+            case .unreadable(let problem): return .unreadable(problem)
             case .end: return .line(text)
             case .line(let next):
                 input.remember(next)
@@ -168,7 +180,7 @@ final class ChatREPL {
         } catch {
             if stream && colour { writeOut("\u{1B}[0m") }
             if stream && wrote { writeOut("\n") }
-            complain("error: \(message(error))")
+            fail("error: \(message(error))")
         }
     }
 
@@ -200,6 +212,12 @@ final class ChatREPL {
         let trimmed = line.trimmingCharacters(in: .whitespaces)
         let name = String(trimmed.prefix { $0 != " " && $0 != "\t" }).lowercased()
         let rest = trimmed.dropFirst(name.count).trimmingCharacters(in: .whitespaces)
+        if !rest.isEmpty, let usage = Self.commands.first(where: { $0.0 == name }), !usage.0.contains(" ") {
+            fail(name == "/model"
+                 ? "/model shows what is loaded — to chat with '\(rest)', end this session and run lm chat --model \(rest)"
+                 : "\(name) takes no arguments (\(usage.1))")
+            return true
+        }
         do {
             switch name {
             case "/help", "/?":
@@ -209,7 +227,7 @@ final class ChatREPL {
             case "/set":
                 let parts = rest.split(maxSplits: 1, whereSeparator: { $0 == " " || $0 == "=" }).map(String.init)
                 guard parts.count == 2 else {
-                    complain("usage: /set NAME VALUE, with NAME one of \(ChatSettings.settableNames.joined(separator: ", ")) — e.g. /set temperature 0.7")
+                    fail("usage: /set NAME VALUE, with NAME one of \(ChatSettings.settableNames.joined(separator: ", ")) — e.g. /set temperature 0.7")
                     return true
                 }
                 try session.set(parts[0], parts[1])
@@ -225,23 +243,23 @@ final class ChatREPL {
                 if let turn = try session.undo() {
                     say("dropped the last turn: \(abbreviate(turn.user))")
                 } else {
-                    complain("nothing to undo — the conversation is empty")
+                    fail("nothing to undo — the conversation is empty")
                 }
             case "/regen":
                 if session.turns.isEmpty {
-                    complain("there is no reply to sample again — say something first")
+                    fail("there is no reply to sample again — say something first")
                 } else {
                     reply { onText, isInterrupted in
                         try session.regenerate(isInterrupted: isInterrupted, onText: onText)
                     }
                 }
             case "/save":
-                guard !rest.isEmpty else { complain("usage: /save FILE — e.g. /save chat.json"); return true }
+                guard !rest.isEmpty else { fail("usage: /save FILE — e.g. /save chat.json"); return true }
                 let path = expandTilde(rest)
                 try session.save(to: path, modelPath: modelPath)
                 say("saved \(turnCount) to \(path) (KV cache: \(ChatSession.cacheFilePath(for: path)))")
             case "/load":
-                guard !rest.isEmpty else { complain("usage: /load FILE — a file written by /save"); return true }
+                guard !rest.isEmpty else { fail("usage: /load FILE — a file written by /save"); return true }
                 let path = expandTilde(rest)
                 let notes = try session.load(from: path)
                 for note in notes { complain("note: \(note)") }
@@ -255,10 +273,10 @@ final class ChatREPL {
             case "/model":
                 modelInfo()
             default:
-                complain("unknown command '\(name)' — commands: \(Self.commandNames) (/help explains them; start a line with // to send a '/')")
+                fail("unknown command '\(name)' — commands: \(Self.commandNames) (/help explains them; start a line with // to send a '/')")
             }
         } catch {
-            complain("error: \(message(error))")
+            fail("error: \(message(error))")
         }
         return true
     }

@@ -53,6 +53,8 @@ struct LM: ParsableCommand {
         }
         let arguments = Array(CommandLine.arguments.dropFirst())
         do {
+            // Swift repairs invalid UTF-8 in arguments with U+FFFD; every command refuses it instead.
+            try UTF8Text.validateArguments()
             try checkHelpTopic(arguments)
             var command = try parseWithNegativeValues(arguments)
             try command.run()

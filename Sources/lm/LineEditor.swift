@@ -1,5 +1,6 @@
 import CLibEdit
 import Foundation
+import LMCore
 import Synchronization
 
 /// One read from the user.
@@ -9,6 +10,8 @@ enum InputRead: Equatable {
     case interrupted
     /// Ctrl-D on an empty line, or the end of piped input.
     case end
+    /// A line that could not be read (invalid UTF-8): why.
+    case unreadable(String)
 }
 
 /// Where `lm chat` reads its lines from.
@@ -20,9 +23,15 @@ protocol LineSource: AnyObject {
 
 /// Lines from a pipe or a file: no prompt, no editing.
 final class PipeLineSource: LineSource {
+    private var reader = LineReader()
+
     func read(prompt: String) -> InputRead {
-        guard let line = Swift.readLine(strippingNewline: true) else { return .end }
-        return .line(line.hasSuffix("\r") ? String(line.dropLast()) : line)
+        do {
+            guard let line = try reader.next() else { return .end }
+            return .line(line)
+        } catch {
+            return .unreadable("\(error)")
+        }
     }
 
     func remember(_ line: String) {}

@@ -28,7 +28,6 @@ struct TextInput {
             if pending.count == batch { try body(pending); pending.removeAll(keepingCapacity: true) }
         }
         if !arguments.isEmpty {
-            try UTF8Text.validateArguments()
             for (i, t) in arguments.enumerated() where t.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty {
                 throw LMError(.invalidInput, "TEXT \(i + 1) is empty — give some text to read")
             }

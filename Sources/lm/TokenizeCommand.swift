@@ -85,8 +85,6 @@ struct TokenizeCommand: ParsableCommand {
         }
         let input: String
         if let text {
-            // Swift repairs invalid UTF-8 in arguments with U+FFFD; refuse it instead.
-            try UTF8Text.validateArguments()
             input = text
         } else {
             input = try UTF8Text.decode(Array(FileHandle.standardInput.readDataToEndOfFile()), source: "stdin")

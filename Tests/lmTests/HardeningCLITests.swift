@@ -191,6 +191,7 @@ final class HardeningCLITests: XCTestCase {
         XCTAssertEqual(r.status, 0, r.stderr)
         let objects = try r.stdout.split(separator: "\n").map { try XCTUnwrap(try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]) }
         XCTAssertEqual(objects.count, 8, "one JSON value per input line: \(r.stdout)")
+        guard objects.count == 8 else { return }
         XCTAssertEqual(objects.map { $0["error"] == nil }, [true, false, false, false, false, true, false, true])
         XCTAssertEqual(objects[1]["error"] as? String, "line 2: empty line — nothing to classify")
         XCTAssertEqual(objects[5]["label"] as? String, "negative")
@@ -242,11 +243,35 @@ final class HardeningCLITests: XCTestCase {
             XCTAssertNotEqual(r.status, 0)
             XCTAssertTrue(r.stderr.contains("is not valid UTF-8: byte 0xE9") && r.stderr.contains("(line 2)"), r.stderr)
         }
-        for args in [["classify"], ["tokenize", "--tokenizer", shakespeare]] {
+        for args in [["classify"], ["tokenize", "--tokenizer", shakespeare], ["chat", "--max-tokens", "3"]] {
             let r = try runProcess(lm, args, stdinBytes: bytes)
             XCTAssertNotEqual(r.status, 0)
             XCTAssertTrue(r.stderr.contains("stdin is not valid UTF-8: byte 0xE9"), r.stderr)
         }
+        // Arguments: one rule for every command (Swift would have put U+FFFD in their place).
+        for args in [["generate", "--prompt"], ["classify"], ["embed", "--model", sentiment]] {
+            let r = try runLatin1Argument(args)
+            XCTAssertNotEqual(r.status, 0, "\(args)")
+            XCTAssertTrue(r.stderr.contains("is not valid UTF-8: byte 0xE9"), "\(args): \(r.stderr)")
+        }
+    }
+
+    /// Runs `lm ARGS… b<0xE9>b` with the raw byte in the last argument (through /bin/sh and printf,
+    /// since Process passes Swift Strings, which cannot hold invalid UTF-8).
+    func runLatin1Argument(_ args: [String]) throws -> ProcessResult {
+        let quoted = ([lm] + args).map { "'" + $0 + "'" }.joined(separator: " ")
+        return try runProcess("/bin/sh", ["-c", quoted + " \"$(printf 'b\\351b')\""])
+    }
+
+    func testPipedChatReportsFailedLinesWithItsExitStatus() throws {
+        let r = try runProcess(lm, ["chat", "--max-tokens", "3", "--seed", "1"], stdin: "/model \(TestPaths.model("gpt2-tiny"))\n/show everything\nhello\n")
+        XCTAssertEqual(r.status, 1, r.stderr)
+        XCTAssertTrue(r.stderr.contains("/model shows what is loaded — to chat with"), r.stderr)
+        XCTAssertTrue(r.stderr.contains("/show takes no arguments"), r.stderr)
+        XCTAssertTrue(r.stderr.contains("2 of the piped lines failed"), r.stderr)
+        XCTAssertFalse(r.stdout.isEmpty, "the good line was still answered")
+        let ok = try runProcess(lm, ["chat", "--max-tokens", "3", "--seed", "1"], stdin: "hello\n/model\n")
+        XCTAssertEqual(ok.status, 0, ok.stderr)
     }
 
     func testConfigAndCorpusProblemsAreNamed() throws {
