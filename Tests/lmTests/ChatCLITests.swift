@@ -332,8 +332,10 @@ final class ChatCLITests: XCTestCase {
         let input = ["/frobnicate", "/set temperature hot", "/set top_p 7", "/set", "/load \(dir)/missing.json",
                      "/load \(corrupt)", "/load \(dir)", "/save \(dir)/no/such/s.json", "/undo", "/regen", "snow ☃", "ROMEO:", "/show"].joined(separator: "\n") + "\n"
         let r = try chat(["--seed", "2", "--max-tokens", "20", "--json"], input)
-        XCTAssertEqual(r.status, 0, r.stderr)
+        // Every line was handled; the status says that 11 of them failed (a script must notice).
+        XCTAssertEqual(r.status, 1, r.stderr)
         let err = r.stderr
+        XCTAssertTrue(err.contains("11 of the piped lines failed"), err)
         XCTAssertTrue(err.contains("unknown command '/frobnicate'"), err)
         for command in ["/help", "/set", "/show", "/reset", "/undo", "/regen", "/save", "/load", "/stats", "/model", "/quit"] {
             XCTAssertTrue(err.contains(command), "the hint lists \(command)")
