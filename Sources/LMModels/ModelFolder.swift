@@ -37,6 +37,19 @@ public struct ModelFolder: Sendable {
 
     public var weightsPath: String { path + "/model.safetensors" }
 
+    /// Whether config.json records a quantization (an int8 folder written by `lm quantize`).
+    public var isQuantized: Bool {
+        ((try? JSONSerialization.jsonObject(with: configData)) as? [String: Any])?["quantization"] != nil
+    }
+
+    /// Refuses a quantized folder as the start of training: its weights are int8 blocks, which
+    /// the trainers would otherwise have to treat as missing (and start from random values).
+    public func requireFloatWeights(for command: String) throws {
+        if isQuantized {
+            throw LMError(.invalidArgument, "'\(path)' is quantized (int8) — \(command) trains float weights: start from the float model it was quantized from")
+        }
+    }
+
     /// Opens `model.safetensors`.
     public func openWeights() throws -> SafeTensorsFile {
         guard FileIO.exists(weightsPath) else {

@@ -23,9 +23,7 @@ public enum ModelQuantizer {
     }
 
     /// True when a folder's config.json says it is already quantized.
-    public static func isQuantized(_ folder: ModelFolder) -> Bool {
-        ((try? JSONSerialization.jsonObject(with: folder.configData)) as? [String: Any])?["quantization"] != nil
-    }
+    public static func isQuantized(_ folder: ModelFolder) -> Bool { folder.isQuantized }
 
     /// Writes the int8 model of the folder `path` into `out`, which is locked while it is written
     /// and may be neither `path` nor a folder holding a model (unless `overwrite`).

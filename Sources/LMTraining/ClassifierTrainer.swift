@@ -117,6 +117,7 @@ public final class ClassifierTrainer {
         self.outDirectory = out
         self.baseModel = baseModel
         let folder = try ModelFolder(path: baseModel)
+        try folder.requireFloatWeights(for: "lm finetune")
         guard folder.modelType == "bert" else {
             throw LMError(.invalidConfig, "'\(baseModel)' is a \(folder.modelType) model; --task classify fine-tunes BERT encoders (model_type bert)")
         }

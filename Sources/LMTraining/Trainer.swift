@@ -277,6 +277,7 @@ public final class Trainer {
             return .gpt(options.modelConfig(vocabularySize: tok.vocabularySize, bos: tok.specialTokens.bos, eos: tok.specialTokens.eos))
         }
         let folder = try ModelFolder(path: baseModel)
+        try folder.requireFloatWeights(for: "lm finetune")
         guard folder.modelType == "gpt2" else {
             throw LMError(.invalidConfig, "'\(baseModel)' is a \(folder.modelType) model; lm finetune continues GPT-2-architecture models")
         }

@@ -336,4 +336,18 @@ final class HardeningCLITests: XCTestCase {
         XCTAssertNotEqual(damaged.status, 0)
         XCTAssertTrue(damaged.stderr.contains("is damaged") && !damaged.stderr.contains("diverged"), damaged.stderr)
     }
+
+    func testAClassifierRunThatDivergesBeforeItsFirstEvaluationSaysNoModelWasSaved() throws {
+        let lines = try String(contentsOfFile: try TestPaths.sharedFile("data/sst2/train.tsv"), encoding: .utf8).split(separator: "\n")
+        let tsv = try write("t.tsv", lines.prefix(40).joined(separator: "\n") + "\n")
+        let out = dir + "/ft"
+        let r = try runProcess(lm, ["finetune", "--task", "classify", "--model", try TestPaths.miniLM(), "--train", tsv, "--dev", tsv,
+                                    "--lr", "1e10", "--batch", "8", "--max-length", "32", "--out", out])
+        XCTAssertNotEqual(r.status, 0)
+        XCTAssertTrue(r.stderr.contains("training diverged") && r.stderr.contains("no model was saved yet"), r.stderr)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: out + "/model.safetensors"))
+        // A quantized folder is not a starting point: its int8 tensors would start from random values.
+        let q = try runProcess(lm, ["finetune", "--task", "classify", "--model", sentiment, "--train", tsv, "--dev", tsv, "--out", dir + "/q"])
+        XCTAssertTrue(q.stderr.contains("is quantized (int8) — lm finetune trains float weights"), q.stderr)
+    }
 }
