@@ -350,4 +350,20 @@ final class HardeningCLITests: XCTestCase {
         let q = try runProcess(lm, ["finetune", "--task", "classify", "--model", sentiment, "--train", tsv, "--dev", tsv, "--out", dir + "/q"])
         XCTAssertTrue(q.stderr.contains("is quantized (int8) — lm finetune trains float weights"), q.stderr)
     }
+
+    func testAnUnreadableConfigIsNamedAsUnreadable() throws {
+        let model = dir + "/unreadable"
+        try FileManager.default.copyItem(atPath: shakespeare, toPath: model)
+        chmod(model + "/config.json", 0)
+        // root reads any file: run as nobody then (setpriv, from util-linux).
+        let asRoot = getuid() == 0
+        guard !asRoot || FileManager.default.isExecutableFile(atPath: "/usr/bin/setpriv") else { throw XCTSkip("needs setpriv to drop root") }
+        chmod(dir, 0o755)
+        let args = ["generate", "--model", model, "--prompt", "a"]
+        let r = asRoot ? try runProcess("/usr/bin/setpriv", ["--reuid=65534", "--regid=65534", "--clear-groups", lm] + args)
+                       : try runProcess(lm, args)
+        if r.stderr.hasPrefix("setpriv:") { throw XCTSkip("nobody cannot run \(lm): \(r.stderr)") }
+        XCTAssertNotEqual(r.status, 0)
+        XCTAssertTrue(r.stderr.contains("config.json' cannot be read: Permission denied — check its permissions"), r.stderr)
+    }
 }
