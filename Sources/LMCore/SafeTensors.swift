@@ -13,6 +13,17 @@ public enum DType: String, Sendable, CaseIterable {
         case .i8, .u8, .bool: return 1
         }
     }
+
+    /// Bytes of a tensor of `shape` (dimensions ≥ 0), or nil when they do not fit in an Int.
+    func byteCount(shape: [Int]) -> Int? {
+        var n = size
+        for d in shape {
+            let (m, overflow) = n.multipliedReportingOverflow(by: d)
+            if overflow { return nil }
+            n = m
+        }
+        return n
+    }
 }
 
 /// A safetensors file, memory-mapped (https://github.com/huggingface/safetensors, format:
@@ -58,6 +69,10 @@ public final class SafeTensorsFile: @unchecked Sendable {
         guard let json = try? JSONSerialization.jsonObject(with: headerData) as? [String: Any] else {
             throw LMError(.corruptFile, "'\(fileName)' has a header that is not a JSON object: the file is corrupt — re-download or re-save it")
         }
+        // JSONSerialization keeps one value of a repeated key: count the keys as written.
+        if let repeated = SafeTensorsFile.repeatedKey(UnsafeRawBufferPointer(rebasing: raw[8..<dataStart]), distinct: json.count) {
+            throw LMError(.corruptFile, "'\(fileName)': the header lists '\(repeated)' twice — the file is corrupt; re-download or re-save it")
+        }
         let dataSize = file.size - dataStart
         var entries: [String: Entry] = [:]
         var metadata: [String: String] = [:]
@@ -78,23 +93,78 @@ public final class SafeTensorsFile: @unchecked Sendable {
             guard let dtype = DType(rawValue: dtypeName) else {
                 throw LMError(.corruptFile, "'\(fileName)': tensor '\(name)' has unsupported dtype \(dtypeName) (supported: \(DType.allCases.map(\.rawValue).joined(separator: ", ")))")
             }
-            let shape = shapeAny.compactMap { ($0 as? NSNumber)?.intValue }
-            let offsets = offsetsAny.compactMap { ($0 as? NSNumber)?.intValue }
-            guard shape.count == shapeAny.count, offsets.count == 2, shape.allSatisfy({ $0 >= 0 }),
-                  offsets[0] >= 0, offsets[1] >= offsets[0] else {
-                throw LMError(.corruptFile, "'\(fileName)': tensor '\(name)' has a malformed shape or data_offsets")
+            // `as? Int` is exact: fractions, and numbers too big for an Int, are nil (intValue wraps them).
+            let shape = shapeAny.compactMap { $0 as? Int }
+            let offsets = offsetsAny.compactMap { $0 as? Int }
+            guard shape.count == shapeAny.count else {
+                throw LMError(.corruptFile, "'\(fileName)': tensor '\(name)' has shape \(shapeAny), whose dimensions are not all 64-bit integers — the file is corrupt")
             }
-            let expected = shape.reduce(1, *) * dtype.size
-            guard offsets[1] - offsets[0] == expected else {
-                throw LMError(.corruptFile, "'\(fileName)': tensor '\(name)' of shape \(shape) \(dtype.rawValue) needs \(expected) bytes but its offsets span \(offsets[1] - offsets[0])")
+            guard shape.allSatisfy({ $0 >= 0 }) else {
+                throw LMError(.corruptFile, "'\(fileName)': tensor '\(name)' has a negative dimension in shape \(shape) — the file is corrupt")
             }
-            guard offsets[1] <= dataSize else {
-                throw LMError(.corruptFile, "'\(fileName)' is truncated: tensor '\(name)' ends at byte \(dataStart + offsets[1]) but the file has \(file.size) bytes — re-download or re-save it")
+            guard offsets.count == 2 else {
+                throw LMError(.corruptFile, "'\(fileName)': tensor '\(name)' has data_offsets \(offsetsAny), not two 64-bit integers — the file is corrupt")
             }
-            entries[name] = Entry(name: name, dtype: dtype, shape: shape, range: offsets[0]..<offsets[1])
+            let (begin, end) = (offsets[0], offsets[1])
+            guard begin >= 0, end >= begin else {
+                throw LMError(.corruptFile, "'\(fileName)': tensor '\(name)' has data_offsets [\(begin), \(end)], not a byte range 0 ≤ begin ≤ end — the file is corrupt")
+            }
+            guard let expected = dtype.byteCount(shape: shape) else {
+                throw LMError(.corruptFile, "'\(fileName)': tensor '\(name)' of shape \(shape) \(dtype.rawValue) has too many elements to address — the file is corrupt")
+            }
+            guard end - begin == expected else {
+                throw LMError(.corruptFile, "'\(fileName)': tensor '\(name)' of shape \(shape) \(dtype.rawValue) needs \(expected) bytes but its offsets span \(end - begin)")
+            }
+            guard end <= dataSize else {
+                throw LMError(.corruptFile, "'\(fileName)' is truncated: tensor '\(name)' ends at byte \(end) of the data section, which has \(dataSize) bytes — re-download or re-save it")
+            }
+            entries[name] = Entry(name: name, dtype: dtype, shape: shape, range: begin..<end)
+        }
+        // No two tensors share a byte (empty tensors hold none).
+        let placed = entries.values.filter { !$0.range.isEmpty }
+            .sorted { ($0.range.lowerBound, $0.name) < ($1.range.lowerBound, $1.name) }
+        for (a, b) in zip(placed, placed.dropFirst()) where b.range.lowerBound < a.range.upperBound {
+            throw LMError(.corruptFile, "'\(fileName)': tensors '\(a.name)' (bytes \(a.range.lowerBound)..<\(a.range.upperBound)) and '\(b.name)' (bytes \(b.range.lowerBound)..<\(b.range.upperBound)) overlap — the file is corrupt; re-download or re-save it")
         }
         self.entries = entries
         self.metadata = metadata
+    }
+
+    /// A key the top-level object of `header` (valid JSON, `distinct` different keys) repeats,
+    /// decoded, or nil. Scans the bytes once, counting the keys as written; only when there are
+    /// more than `distinct` are they decoded to name the repeated one.
+    static func repeatedKey(_ header: UnsafeRawBufferPointer, distinct: Int) -> String? {
+        let quote = UInt8(ascii: "\""), backslash = UInt8(ascii: "\\")
+        var keys: [Range<Int>] = []
+        var depth = 0, inString = false, escaped = false, expectKey = false, keyStart: Int? = nil
+        for (i, b) in header.enumerated() {
+            if inString {
+                if escaped { escaped = false } else if b == backslash { escaped = true } else if b == quote {
+                    inString = false
+                    if let start = keyStart { keys.append(start..<(i + 1)); keyStart = nil }
+                }
+                continue
+            }
+            switch b {
+            case quote:
+                inString = true
+                if depth == 1 && expectKey { keyStart = i; expectKey = false }
+            case UInt8(ascii: "{"), UInt8(ascii: "["):
+                depth += 1
+                expectKey = depth == 1 && b == UInt8(ascii: "{")
+            case UInt8(ascii: "}"), UInt8(ascii: "]"): depth -= 1
+            case UInt8(ascii: ","): if depth == 1 { expectKey = true }
+            default: break
+            }
+        }
+        guard keys.count > distinct else { return nil }
+        var seen = Set<String>()
+        for k in keys {
+            let raw = Data(UnsafeRawBufferPointer(rebasing: header[k]))
+            guard let key = try? JSONSerialization.jsonObject(with: raw, options: .fragmentsAllowed) as? String else { continue }
+            if !seen.insert(key).inserted { return key }
+        }
+        return nil
     }
 
     public var names: [String] { entries.keys.sorted() }
@@ -186,7 +256,7 @@ public enum SafeTensorsWriter {
             switch item {
             case .float(let t): (dtype, shape, nbytes) = (.f32, t.shape, t.count * 4)
             case .raw(let d, let s, let b):
-                guard s.reduce(1, *) * d.size == b.count else {
+                guard s.allSatisfy({ $0 >= 0 }), d.byteCount(shape: s) == b.count else {
                     throw LMError(.shapeMismatch, "tensor '\(name)': \(b.count) bytes do not match shape \(s) of \(d.rawValue)")
                 }
                 (dtype, shape, nbytes) = (d, s, b.count)

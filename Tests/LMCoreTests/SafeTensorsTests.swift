@@ -78,6 +78,71 @@ final class SafeTensorsTests: XCTestCase {
         XCTAssertEqual(try f.tensor("w", shape: [64]).count, 64)
     }
 
+    /// A safetensors file made by hand: `header` as written (repeated keys kept), then `dataBytes` zero bytes.
+    func handMade(_ header: String, dataBytes: Int, _ name: String) -> String {
+        var bytes = Data()
+        withUnsafeBytes(of: UInt64(header.utf8.count).littleEndian) { bytes.append(contentsOf: $0) }
+        bytes.append(contentsOf: Array(header.utf8))
+        bytes.append(Data(count: dataBytes))
+        let p = dir + "/" + name + ".safetensors"
+        FileManager.default.createFile(atPath: p, contents: bytes)
+        return p
+    }
+
+    func testAbsurdShapesAndInconsistentOffsetsAreOneLineErrors() throws {
+        func expect(_ tensors: String, dataBytes: Int = 64, _ fragments: [String], line: UInt = #line) {
+            let p = handMade("{" + tensors + "}", dataBytes: dataBytes, "bad-\(line)")
+            XCTAssertThrowsError(try SafeTensorsFile(path: p), line: line) { e in
+                guard let e = e as? LMError else { return XCTFail("not an LMError: \(e)", line: line) }
+                XCTAssertEqual(e.kind, .corruptFile, line: line)
+                for f in ["bad-\(line).safetensors"] + fragments {
+                    XCTAssertTrue(e.message.contains(f), "'\(e.message)' should mention '\(f)'", line: line)
+                }
+                XCTAssertFalse(e.message.contains("\n"), "one line", line: line)
+            }
+        }
+        func t(_ name: String, _ shape: String, _ offsets: String, _ dtype: String = "F32") -> String {
+            "\"\(name)\":{\"dtype\":\"\(dtype)\",\"shape\":\(shape),\"data_offsets\":\(offsets)}"
+        }
+        // Element counts and byte sizes that do not fit in an Int (these trapped).
+        expect(t("huge", "[1099511627776,1099511627776]", "[0,64]"), ["'huge'", "too many elements"])
+        expect(t("huge", "[4,4,4611686018427387904]", "[0,64]"), ["'huge'", "too many elements"])
+        expect(t("bytes", "[4611686018427387904]", "[0,64]"), ["'bytes'", "too many elements"])
+        expect(t("far", "[9223372036854775807]", "[0,9223372036854775807]", "U8"), ["'far'", "data section"])
+        // Numbers that are not integers an Int holds (these wrapped to 0 or Int.min).
+        expect(t("wide", "[18446744073709551616]", "[0,0]"), ["'wide'", "shape"])
+        expect(t("wide", "[1e30]", "[0,0]"), ["'wide'", "shape"])
+        expect(t("half", "[2.5]", "[0,8]"), ["'half'", "shape"])
+        expect(t("end", "[0]", "[0,18446744073709551616]"), ["'end'", "data_offsets"])
+        // Negative dimensions, backwards or out-of-range offsets.
+        expect(t("neg", "[-4,-4]", "[0,64]"), ["'neg'", "negative dimension"])
+        expect(t("back", "[2]", "[8,0]"), ["'back'", "data_offsets [8, 0]"])
+        expect(t("before", "[2]", "[-8,0]"), ["'before'", "data_offsets [-8, 0]"])
+        expect(t("past", "[16]", "[64,128]"), ["'past'", "data section"])
+        expect(t("size", "[16]", "[0,32]"), ["'size'", "needs 64 bytes"])
+        // Overlapping tensors, and a tensor named twice.
+        expect(t("a", "[8]", "[0,32]") + "," + t("b", "[8]", "[16,48]"), ["'a'", "'b'", "overlap"])
+        expect(t("a", "[16]", "[0,64]") + "," + t("b", "[2]", "[8,16]"), ["'a'", "'b'", "overlap"])
+        expect(t("a", "[8]", "[0,32]") + "," + t("a", "[8]", "[32,64]"), ["'a'", "twice"])
+        expect(t("a\\u0062", "[8]", "[0,32]") + "," + t("ab", "[8]", "[32,64]"), ["'ab'", "twice"])
+    }
+
+    func testAdjacentAndEmptyTensorsAreAccepted() throws {
+        let p = handMade(#"{"__metadata__":{"format":"pt","n":"{\"x\":1,\"x\":2}"},"# +
+                         #""a":{"dtype":"F32","shape":[8],"data_offsets":[0,32]},"# +
+                         #""b":{"dtype":"F16","shape":[2,8],"data_offsets":[32,64]},"# +
+                         #""e":{"dtype":"F32","shape":[0,4],"data_offsets":[32,32]},"# +
+                         #""f":{"dtype":"I8","shape":[4,0],"data_offsets":[16,16]},"# +
+                         #""s":{"dtype":"F32","shape":[],"data_offsets":[64,68]},"# +
+                         #""c\"d,{[":{"dtype":"U8","shape":[0],"data_offsets":[0,0]}}"#, dataBytes: 68, "ok")
+        let f = try SafeTensorsFile(path: p)
+        XCTAssertEqual(f.names, ["a", "b", "c\"d,{[", "e", "f", "s"])
+        XCTAssertEqual(f.entries["b"]?.range, 32..<64)
+        XCTAssertEqual(try f.tensor("e").count, 0)
+        XCTAssertEqual(try f.tensor("s").shape, [])
+        XCTAssertEqual(f.metadata["n"], #"{"x":1,"x":2}"#)
+    }
+
     func testAtomicWriteLeavesNoTemporaryFiles() throws {
         let path = dir + "/a.safetensors"
         try SafeTensorsWriter.write([("x", Tensor(zeros: [3]))], to: path)

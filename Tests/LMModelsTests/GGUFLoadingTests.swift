@@ -110,6 +110,24 @@ final class GGUFLoadingTests: XCTestCase {
         expectError(try write(bytes, "align.gguf"), "not aligned")
     }
 
+    func testAbsurdTensorDimensionsAreErrorsNotOverflowTraps() throws {
+        let f = try tensorFields(original).first { $0.name == "blk.0.ffn_up.weight" }!
+        func withDims(_ dims: [UInt64], _ name: String) throws -> String {
+            var bytes = original
+            // The u64 dimensions sit just before the type id; their count just before them.
+            let first = f.type - 8 * dims.count
+            XCTAssertEqual(Int(bytes[first - 4]), dims.count)
+            for (i, d) in dims.enumerated() {
+                for k in 0..<8 { bytes[first + 8 * i + k] = UInt8(truncatingIfNeeded: d >> (8 * UInt64(k))) }
+            }
+            return try write(bytes, name)
+        }
+        expectError(try withDims([1 << 40, 1 << 40], "square.gguf"), "blk.0.ffn_up.weight' [1099511627776, 1099511627776] has too many elements")
+        expectError(try withDims([UInt64.max, 2], "max.gguf"), "blk.0.ffn_up.weight' has a dimension of 18446744073709551615")
+        expectError(try withDims([1 << 63, 1 << 63], "sign.gguf"), "blk.0.ffn_up.weight' has a dimension of 9223372036854775808")
+        expectError(try withDims([64, 1 << 36], "long.gguf"), "blk.0.ffn_up.weight' (F32 [68719476736, 64]) ends at byte")
+    }
+
     func testInspectableTypesAndSizes() throws {
         let file = try GGUFFile(path: try write(original, "t.gguf"))
         XCTAssertEqual(file.tensors.count, 80)
