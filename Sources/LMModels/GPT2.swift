@@ -134,6 +134,11 @@ public struct GPT2Config: Codable, Sendable, Equatable {
 /// owned slab: decoding then streams each weight row contiguously (the Conv1D (in, out) layout
 /// of the checkpoint is converted once at load). Embeddings, LayerNorms and biases stay
 /// zero-copy views of the checkpoint.
+///
+/// Thread safety: `forward` may be called from several threads or tasks at once, each with its
+/// own cache; the calls take turns (a lock around the activation buffers and the thread pool)
+/// and give exactly the logits of serial calls. The logits buffer `forward` returns belongs to
+/// the calling thread: only that thread's next call overwrites it.
 public final class GPT2Model: CausalLanguageModel, @unchecked Sendable {
     public static let architecture = Architecture(
         name: "gpt2", modelTypes: ["gpt2"],
@@ -179,8 +184,10 @@ public final class GPT2Model: CausalLanguageModel, @unchecked Sendable {
 
     /// Rows processed per pass during prefill (like llama.cpp's n_batch).
     public let maxBatch: Int
+    /// Used only while holding `lock`.
     private let ws: Workspace
     private let q8ws: Q8Workspace
+    private let lock: ForwardLock
 
     /// Whether the linear layers run int8 (Q8).
     public var isQuantized: Bool { lmHead.isQuantized }
@@ -192,7 +199,6 @@ public final class GPT2Model: CausalLanguageModel, @unchecked Sendable {
     final class Workspace {
         let x, h, qkv, att, fc: Tensor    // (B, C), (B, C), (B, 3C), (B, C), (B, F)
         let scratch: Tensor               // attention scores (AttentionDims.scratchCount)
-        var logits: Tensor                // (rows, V); grows for allLogits calls
         var ids: [Int32]                  // (B) chunk ids
 
         init(config c: GPT2Config, batch B: Int, threads: Int) {
@@ -202,7 +208,6 @@ public final class GPT2Model: CausalLanguageModel, @unchecked Sendable {
             let dims = AttentionDims(T: B, L: c.nPositions, NH: c.nHead, KVH: c.nHead, HS: c.headSize,
                                      qStride: 3 * c.nEmbd, kvStride: c.nEmbd, outStride: c.nEmbd, causal: true)
             scratch = Tensor(zeros: [dims.scratchCount(threads: threads)])
-            logits = Tensor(zeros: [1, c.vocabSize])
             ids = [Int32](repeating: 0, count: B)
         }
     }
@@ -252,6 +257,7 @@ public final class GPT2Model: CausalLanguageModel, @unchecked Sendable {
         self.maxBatch = max(1, min(maxBatch, config.nPositions))
         ws = Workspace(config: config, batch: self.maxBatch, threads: pool.threadCount)
         q8ws = Q8Workspace(maxCols: max(config.nEmbd, config.innerSize))
+        lock = ForwardLock(vocabularySize: config.vocabSize)
         var bytes = wte.bytes + wpe.count * 4 + lnfW.count * 8
         if !config.tieWordEmbeddings { bytes += lmHead.bytes }
         for l in layers {
@@ -288,21 +294,22 @@ public final class GPT2Model: CausalLanguageModel, @unchecked Sendable {
         try validate(tokens: tokens, cache: cache, logitsFrom: logitsFrom)
         let T = tokens.count, V = config.vocabSize, C = config.nEmbd
         let rows = T - logitsFrom
-        if ws.logits.shape[0] < rows { ws.logits = Tensor(zeros: [rows, V]) }
-        runInChunks(count: T, maxBatch: maxBatch, logitsFrom: logitsFrom, logits: ws.logits.data, V: V, chunk: { offset, B in
-            for i in 0..<B { ws.ids[i] = tokens[offset + i] }
-            forwardChunk(B: B, cache: cache)
-        }, head: { first, n, dest in
-            // Final LayerNorm and LM head on the rows whose logits are wanted.
-            layerNormForward(out: ws.h.data, mean: nil, rstd: nil, inp: ws.x.data + first * C,
-                             weight: lnfW.data, bias: lnfB.data, N: n, C: C, eps: config.layerNormEpsilon, pool: pool)
-            lmHead.forward(out: dest, inp: ws.h.data, bias: nil, N: n, workspace: q8ws, pool: pool)
-        })
-        return UnsafeMutableBufferPointer(start: ws.logits.data, count: rows * V)
+        return lock.withLogits(rows: rows) { logits in
+            runInChunks(count: T, maxBatch: maxBatch, logitsFrom: logitsFrom, logits: logits, V: V, chunk: { offset, B in
+                for i in 0..<B { ws.ids[i] = tokens[offset + i] }
+                forwardChunk(B: B, cache: cache)
+            }, head: { first, n, dest in
+                // Final LayerNorm and LM head on the rows whose logits are wanted.
+                layerNormForward(out: ws.h.data, mean: nil, rstd: nil, inp: ws.x.data + first * C,
+                                 weight: lnfW.data, bias: lnfB.data, N: n, C: C, eps: config.layerNormEpsilon, pool: pool)
+                lmHead.forward(out: dest, inp: ws.h.data, bias: nil, N: n, workspace: q8ws, pool: pool)
+            })
+            return UnsafeMutableBufferPointer(start: logits, count: rows * V)
+        }
     }
 
     /// One chunk of B tokens (ids in `ws.ids`) at positions cache.length ..< cache.length + B;
-    /// leaves the final residual stream in `ws.x` and advances the cache.
+    /// leaves the final residual stream in `ws.x` and advances the cache. Holding `lock`.
     private func forwardChunk(B: Int, cache: KVCache) {
         let C = config.nEmbd, F = config.innerSize, NH = config.nHead, HS = config.headSize
         let P = cache.length
@@ -333,6 +340,47 @@ public final class GPT2Model: CausalLanguageModel, @unchecked Sendable {
             w.fcProjW.forward(out: x, inp: fc, bias: w.fcProjB.data, N: B, accumulate: true, workspace: q8ws, pool: pool)
         }
         cache.advance(by: B)
+    }
+}
+
+/// What makes a model's `forward` safe to call from several threads at once (GPT-2, Gemma 3):
+/// a lock around everything the calls share — the activation buffers and the thread pool, which
+/// runs one job at a time — and one logits buffer per calling thread, so the buffer `forward`
+/// returns stays the caller's until that thread's next call (a task reads it before its next
+/// suspension point). A buffer grows to the most rows its thread asked for and lives as long as
+/// the model; one thread calling, as in the CLI, allocates nothing per token.
+final class ForwardLock: @unchecked Sendable {
+    private let lock = NSLock()
+    private let vocabularySize: Int
+    /// Logits buffers (rows, V) by calling thread; only touched while holding `lock`.
+    private var logits: [UInt: Tensor] = [:]
+
+    init(vocabularySize: Int) { self.vocabularySize = vocabularySize }
+
+    /// Runs `body` holding the lock.
+    func withLock<R>(_ body: () throws -> R) rethrows -> R {
+        lock.lock()
+        defer { lock.unlock() }
+        return try body()
+    }
+
+    /// Runs `body` holding the lock, with the calling thread's logits buffer of at least `rows` rows.
+    func withLogits<R>(rows: Int, _ body: (UnsafeMutablePointer<Float>) throws -> R) rethrows -> R {
+        lock.lock()
+        defer { lock.unlock() }
+        #if canImport(Glibc)
+        let thread = UInt(pthread_self())
+        #else
+        let thread = UInt(bitPattern: pthread_self())
+        #endif
+        let buffer: Tensor
+        if let b = logits[thread], b.shape[0] >= rows {
+            buffer = b
+        } else {
+            buffer = Tensor(zeros: [max(1, rows), vocabularySize])
+            logits[thread] = buffer
+        }
+        return try body(buffer.data)
     }
 }
 

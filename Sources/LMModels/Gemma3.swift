@@ -247,6 +247,11 @@ public struct Gemma3Config: Sendable, Equatable {
 /// dequantized as they are used, activations are never rounded to 8 bits, and the KV cache is
 /// float32 — the computation the weights describe (llama.cpp's CPU path rounds activations to
 /// Q8 and keeps an f16 cache). GGUF weights stay memory-mapped: nothing is copied.
+///
+/// Thread safety: `forward` and `shiftCache` may be called from several threads or tasks at
+/// once, each with its own cache; the calls take turns (a lock around the activation buffers and
+/// the thread pool) and give exactly the results of serial calls. The logits buffer `forward`
+/// returns belongs to the calling thread: only that thread's next call overwrites it.
 public final class Gemma3Model: CausalLanguageModel, @unchecked Sendable {
     public static let architecture = Architecture(
         name: "gemma3", modelTypes: ["gemma3_text"], ggufNames: ["gemma3"],
@@ -285,8 +290,10 @@ public final class Gemma3Model: CausalLanguageModel, @unchecked Sendable {
     let ropeGlobal, ropeLocal: RotaryEmbedding
     let pool: ThreadPool
     public let maxBatch: Int
+    /// Used only while holding `lock`.
     private let ws: Workspace
     private let q8ws: Q8Workspace
+    private let lock: ForwardLock
     /// Keeps the weights' memory (a mapped file) alive.
     private let owner: AnyObject?
 
@@ -294,7 +301,6 @@ public final class Gemma3Model: CausalLanguageModel, @unchecked Sendable {
         let x, h, q, k, v, att, o, g, u: Tensor   // (B, C) ×2, (B, NH·HS), (B, W) ×2, (B, NH·HS), (B, C), (B, F) ×2
         let tableGlobal, tableLocal, shiftTable: Tensor  // (B, HS) cos|sin; (1, HS)
         var scratch: Tensor                       // attention scores
-        var logits: Tensor                        // (rows, V)
         var ids: [Int32]
 
         init(_ c: Gemma3Config, batch B: Int) {
@@ -305,7 +311,6 @@ public final class Gemma3Model: CausalLanguageModel, @unchecked Sendable {
             tableGlobal = Tensor(zeros: [B, c.headDim]); tableLocal = Tensor(zeros: [B, c.headDim])
             shiftTable = Tensor(zeros: [1, c.headDim])
             scratch = Tensor(zeros: [1])
-            logits = Tensor(zeros: [1, c.vocabSize])
             ids = [Int32](repeating: 0, count: B)
         }
     }
@@ -380,6 +385,7 @@ public final class Gemma3Model: CausalLanguageModel, @unchecked Sendable {
         maxBatch = max(1, options.maxBatch)
         ws = Workspace(config, batch: maxBatch)
         q8ws = Q8Workspace(maxCols: max(config.hiddenSize, config.intermediateSize, config.qWidth))
+        lock = ForwardLock(vocabularySize: config.vocabSize)
 
         var count = 0, bytes = 0
         var types: [String: Int] = [:]
@@ -406,10 +412,12 @@ public final class Gemma3Model: CausalLanguageModel, @unchecked Sendable {
 
     public func shiftCache(_ cache: KVCache, removing range: Range<Int>) -> Bool {
         let ws = ws, KVH = config.kvHeads, W = config.kvWidth
-        return cache.removePositions(range) { l, keys, rows, delta in
-            let rope = layers[l].sliding ? ropeLocal : ropeGlobal
-            rope.fillTable(positions: delta..<(delta + 1), into: ws.shiftTable.data)
-            rope.apply(keys, rows: rows, heads: KVH, stride: W, table: ws.shiftTable.data, sameForAllRows: true)
+        return lock.withLock {
+            cache.removePositions(range) { l, keys, rows, delta in
+                let rope = layers[l].sliding ? ropeLocal : ropeGlobal
+                rope.fillTable(positions: delta..<(delta + 1), into: ws.shiftTable.data)
+                rope.apply(keys, rows: rows, heads: KVH, stride: W, table: ws.shiftTable.data, sameForAllRows: true)
+            }
         }
     }
 
@@ -418,28 +426,29 @@ public final class Gemma3Model: CausalLanguageModel, @unchecked Sendable {
         try validate(tokens: tokens, cache: cache, logitsFrom: logitsFrom)
         let T = tokens.count, V = config.vocabSize, C = config.hiddenSize
         let rows = T - logitsFrom
-        if ws.logits.shape[0] < rows { ws.logits = Tensor(zeros: [rows, V]) }
         // Attention scores for the longest layer this cache can hold.
         let L = cache.slots.max() ?? 1
         let need = AttentionDims(T: maxBatch, L: L, NH: config.heads, KVH: config.kvHeads, HS: config.headDim,
                                  qStride: 0, kvStride: 0, outStride: 0, causal: true).scratchCount(threads: pool.threadCount)
-        if ws.scratch.count < need { ws.scratch = Tensor(zeros: [need]) }
-        runInChunks(count: T, maxBatch: maxBatch, logitsFrom: logitsFrom, logits: ws.logits.data, V: V, chunk: { offset, B in
-            for i in 0..<B { ws.ids[i] = tokens[offset + i] }
-            forwardChunk(B: B, cache: cache)
-        }, head: { first, n, dest in
-            rmsNormForward(out: ws.h.data, inp: ws.x.data + first * C, weight: outputNorm.data, N: n, C: C,
-                           eps: config.rmsNormEps, pool: pool)
-            output.forward(out: dest, inp: ws.h.data, bias: nil, N: n, workspace: q8ws, pool: pool)
-            if let cap = config.finalLogitSoftcap {
-                for i in 0..<(n * V) { dest[i] = cap * Foundation.tanh(dest[i] / cap) }
-            }
-        })
-        return UnsafeMutableBufferPointer(start: ws.logits.data, count: rows * V)
+        return lock.withLogits(rows: rows) { logits in
+            if ws.scratch.count < need { ws.scratch = Tensor(zeros: [need]) }
+            runInChunks(count: T, maxBatch: maxBatch, logitsFrom: logitsFrom, logits: logits, V: V, chunk: { offset, B in
+                for i in 0..<B { ws.ids[i] = tokens[offset + i] }
+                forwardChunk(B: B, cache: cache)
+            }, head: { first, n, dest in
+                rmsNormForward(out: ws.h.data, inp: ws.x.data + first * C, weight: outputNorm.data, N: n, C: C,
+                               eps: config.rmsNormEps, pool: pool)
+                output.forward(out: dest, inp: ws.h.data, bias: nil, N: n, workspace: q8ws, pool: pool)
+                if let cap = config.finalLogitSoftcap {
+                    for i in 0..<(n * V) { dest[i] = cap * Foundation.tanh(dest[i] / cap) }
+                }
+            })
+            return UnsafeMutableBufferPointer(start: logits, count: rows * V)
+        }
     }
 
     /// One chunk of B tokens (ids in `ws.ids`) at positions cache.length ..< cache.length + B;
-    /// leaves the final residual stream in `ws.x` and advances the cache.
+    /// leaves the final residual stream in `ws.x` and advances the cache. Holding `lock`.
     private func forwardChunk(B: Int, cache: KVCache) {
         let c = config
         let C = c.hiddenSize, F = c.intermediateSize, NH = c.heads, KVH = c.kvHeads, HS = c.headDim
