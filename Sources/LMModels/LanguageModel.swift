@@ -40,7 +40,7 @@ public protocol CausalLanguageModel: AnyObject {
 
     /// Runs `tokens` at positions `cache.length…`, appends their keys and values to `cache` and
     /// returns the logits of the tokens from index `logitsFrom` on ((T − logitsFrom, V); at least
-    /// the last token's). The buffer belongs to the model and is overwritten by the next call.
+    /// the last token's). The buffer belongs to the model and is overwritten by the calling thread's next call (models may be called from several threads, each with its own cache).
     func forward(tokens: UnsafeBufferPointer<Int32>, cache: KVCache, logitsFrom: Int) throws
         -> UnsafeMutableBufferPointer<Float>
 }
