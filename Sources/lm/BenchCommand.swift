@@ -104,6 +104,8 @@ struct BenchCommand: ParsableCommand {
         if json {
             print(jsonLine([
                 "model": name, "params": lm.parameterCount, "threads": pool.threadCount, "kernels": kernelISA,
+                "cpu": SystemInfo.cpuName, "cpu_features": SystemInfo.features, "blas_core": BLAS.core.used,
+                "blas_core_detected": BLAS.core.detected,
                 "weight_types": lm.weightTypes, "context": context,
                 "weights_mib": weightsMiB, "kv_cache_mib": kvMiB, "peak_rss_mib": rssMiB,
                 "pp\(pp)": ppS, "tg\(tg)": tgS,
@@ -117,8 +119,9 @@ struct BenchCommand: ParsableCommand {
                 let m = s["mean"] as! Double, sd = s["stddev"] as! Double
                 print("| \(name) | \(params) | \(size) | \(pool.threadCount) | \(label) | \(String(format: "%.2f ± %.2f", m, sd)) |")
             }
-            printError(String(format: "peak RSS %.1f MiB (weights %.1f MiB + KV cache %.1f MiB for %d positions); kernels: %@", rssMiB, weightsMiB,
-                              kvMiB, context, kernelISA))
+            printError(String(format: "peak RSS %.1f MiB (weights %.1f MiB + KV cache %.1f MiB for %d positions)", rssMiB, weightsMiB,
+                              kvMiB, context))
+            for line in SystemInfo.lines { printError(line) }
         }
     }
 }

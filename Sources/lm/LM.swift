@@ -21,7 +21,7 @@ struct LM: ParsableCommand {
           lm classify "what a wonderful film"
           lm embed --model ../shared/models/minilm-l6-v2 "A cat sits on the mat."
         """),
-        version: "0.1.0",
+        version: versionText,
         subcommands: [
             GenerateCommand.self,
             ChatCommand.self,
@@ -38,6 +38,11 @@ struct LM: ParsableCommand {
             TokenizerCommand.self,
         ]
     )
+
+    /// `lm --version`: the version and the system info (CPU, features, kernels, BLAS core).
+    static var versionText: String {
+        (["lm 0.1.0"] + SystemInfo.lines).joined(separator: "\n")
+    }
 
     static func main() {
         // A write past a file-size limit must fail with an error (reported, the previous
