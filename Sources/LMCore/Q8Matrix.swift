@@ -179,10 +179,10 @@ public func q8MatmulForward(out: UnsafeMutablePointer<Float>, inp: UnsafePointer
         return
     }
     let scratch = pool.scratch(bytes: lm_sgemm_scratch_floats() * MemoryLayout<Float>.size)
-    let threads = pool.threadCount
+    let pieces = pool.pieceCount((OC + 15) / 16)
     func run(_ a: UnsafePointer<Float>) {
-        pool.run { t in
-            let cols = ThreadPool.chunk(OC, parts: threads, index: t, grain: 16)
+        pool.forEachPiece(pieces) { p, t in
+            let cols = ThreadPool.chunk(OC, parts: pieces, index: p, grain: 16)
             if cols.isEmpty { return }
             lm_sgemm_q8(a, K, w.q, w.scales, K, out, OC, N, cols.lowerBound, cols.upperBound, bias,
                         accumulate ? 1 : 0, scratch[t].assumingMemoryBound(to: Float.self))

@@ -6,16 +6,25 @@ import Synchronization
 
 /// A fixed set of worker threads for swift-lm's own parallel loops.
 ///
-/// `parallelFor` splits a range into one contiguous chunk per thread; the calling thread runs
-/// chunk 0. Chunks depend only on the range and the thread count, and every kernel partitions
-/// over *outputs* (never over a reduction), so results are bit-identical for any thread count.
-/// Workers spin briefly between jobs (decode issues many short jobs per token) and then sleep.
+/// Work is cut into pieces fixed by the problem (`forEachPiece`, `parallelFor`: a few per
+/// thread) that whichever thread is free claims from an atomic counter, and every kernel
+/// partitions over *outputs* (never over a reduction): each output is one chain of operations
+/// in a fixed order whoever computes it, so results are bit-identical for any thread count and
+/// any schedule. When a core is shared with another process, the thread on it simply claims
+/// fewer pieces; and a worker that has not even started a job by the time the caller has run
+/// out of pieces is not waited for — the caller runs that worker's part itself (`run`). Workers
+/// spin briefly between jobs (decode issues many short jobs per token), yielding now and then,
+/// and then sleep.
 public final class ThreadPool: @unchecked Sendable {
     /// Number of threads, the caller included.
     public let threadCount: Int
 
     private let generation = Atomic<Int>(0)
-    private let pending = Atomic<Int>(0)
+    /// Per worker: 2g + 1 while it runs job g, 2g once job g is settled (done by it, or taken
+    /// over by the caller) — see `run`.
+    private let tickets: [Ticket]
+    /// The next unclaimed piece of the current `forEachPiece` job.
+    private let nextPiece = Atomic<Int>(0)
     private let stopping = Atomic<Bool>(false)
     private var job: ((Int) -> Void)?
     private var mutex = pthread_mutex_t()
@@ -27,8 +36,13 @@ public final class ThreadPool: @unchecked Sendable {
     /// Spin iterations before a worker sleeps (roughly tens of microseconds).
     private static let spinLimit = 20_000
 
+    private final class Ticket: Sendable {
+        let value = Atomic<Int>(0)
+    }
+
     public init(threads: Int) {
         self.threadCount = max(1, threads)
+        tickets = (0..<max(1, threads)).map { _ in Ticket() }
         pthread_mutex_init(&mutex, nil)
         pthread_cond_init(&cond, nil)
         for index in 1..<threadCount {
@@ -93,12 +107,21 @@ public final class ThreadPool: @unchecked Sendable {
             }
             seen = current
             if stopping.load(ordering: .acquiring) { return }
+            // Start job `current` unless the caller has already taken it over.
+            let ticket = tickets[index]
+            let state = ticket.value.load(ordering: .acquiring)
+            guard state < 2 * current,
+                  ticket.value.compareExchange(expected: state, desired: 2 * current + 1, ordering: .acquiringAndReleasing).exchanged
+            else { continue }
             job?(index)
-            pending.subtract(1, ordering: .releasing)
+            ticket.value.store(2 * current, ordering: .releasing)
         }
     }
 
-    /// Runs `body(threadIndex)` once on each of the `threadCount` threads and waits for all.
+    /// Runs `body(threadIndex)` once for each index in `0..<threadCount` and waits for all: the
+    /// caller runs index 0, each worker its own — or, when a worker has not started by the time
+    /// the caller is done with its own part (its core is busy with another process), the caller
+    /// runs that index too, so nobody waits for a thread that is not running.
     public func run(_ body: (Int) -> Void) {
         if threadCount == 1 {
             body(0)
@@ -106,25 +129,66 @@ public final class ThreadPool: @unchecked Sendable {
         }
         withoutActuallyEscaping(body) { escaping in
             job = escaping
-            pending.store(threadCount - 1, ordering: .releasing)
+            let g = generation.load(ordering: .relaxed) + 1
             pthread_mutex_lock(&mutex)
-            generation.add(1, ordering: .releasing)
+            generation.store(g, ordering: .releasing)
             pthread_cond_broadcast(&cond)
             pthread_mutex_unlock(&mutex)
             escaping(0)
-            // Spin (the other chunks finish within microseconds when cores are free); yield
-            // now and then so a worker sharing a busy core can run.
-            var spins = 0
-            while pending.load(ordering: .acquiring) != 0 {
-                spins &+= 1
-                if spins & 1023 == 0 { sched_yield() }
+            for i in 1..<threadCount {
+                let ticket = tickets[i]
+                var spins = 0
+                while true {
+                    let state = ticket.value.load(ordering: .acquiring)
+                    if state == 2 * g { break }  // done by the worker
+                    if state == 2 * g + 1 {  // running: wait (yielding now and then)
+                        spins &+= 1
+                        if spins & 1023 == 0 { sched_yield() }
+                        continue
+                    }
+                    if ticket.value.compareExchange(expected: state, desired: 2 * g, ordering: .acquiringAndReleasing).exchanged {
+                        escaping(i)  // not started: the caller takes its part
+                        break
+                    }
+                }
             }
             job = nil
         }
     }
 
-    /// Splits `0..<n` into `threadCount` contiguous chunks (multiples of `grain` where
-    /// possible) and runs `body(chunk)` on each in parallel. Small `n` runs on the caller.
+    /// Runs `body(piece, threadIndex)` for every piece in `0..<pieces`; the threads claim pieces
+    /// in order from a counter as they become free. The pieces must be fixed by the problem (not
+    /// by the thread count) for results to be independent of the schedule.
+    public func forEachPiece(_ pieces: Int, _ body: (_ piece: Int, _ thread: Int) -> Void) {
+        if pieces <= 0 { return }
+        if threadCount == 1 || pieces == 1 {
+            for p in 0..<pieces { body(p, 0) }
+            return
+        }
+        nextPiece.store(0, ordering: .relaxed)
+        run { t in
+            while true {
+                let p = nextPiece.wrappingAdd(1, ordering: .relaxed).oldValue
+                if p >= pieces { return }
+                body(p, t)
+            }
+        }
+    }
+
+    /// Pieces per thread of `parallelFor` and the kernels that cut their work the same way:
+    /// enough that a thread sharing its core with another process holds the others up by at
+    /// most a small piece, few enough that claiming them costs nothing.
+    public static let piecesPerThread = 4
+
+    /// How many pieces to cut `units` units of work into for this pool (`piecesPerThread` per
+    /// thread, at most `units`).
+    public func pieceCount(_ units: Int) -> Int {
+        max(1, min(units, threadCount == 1 ? 1 : threadCount * ThreadPool.piecesPerThread))
+    }
+
+    /// Splits `0..<n` into contiguous pieces (multiples of `grain` where possible, at least
+    /// `minimumPerThread` long, a few per thread) and runs `body(piece)` on each in parallel,
+    /// claimed dynamically. Small `n` runs on the caller.
     public func parallelFor(_ n: Int, grain: Int = 1, minimumPerThread: Int = 1,
                             _ body: (Range<Int>) -> Void) {
         if n <= 0 { return }
@@ -132,9 +196,10 @@ public final class ThreadPool: @unchecked Sendable {
             body(0..<n)
             return
         }
-        let chunks = threadCount
-        run { t in
-            let r = ThreadPool.chunk(n, parts: chunks, index: t, grain: grain)
+        let units = (n + grain - 1) / grain
+        let pieces = max(2, min(pieceCount(units), n / max(1, minimumPerThread)))
+        forEachPiece(pieces) { p, _ in
+            let r = ThreadPool.chunk(n, parts: pieces, index: p, grain: grain)
             if !r.isEmpty { body(r) }
         }
     }

@@ -128,9 +128,9 @@ public struct BlockMatrix: @unchecked Sendable {
             return
         }
         let scratch = pool.scratch(bytes: lm_sgemm_scratch_floats() * MemoryLayout<Float>.size)
-        let threads = pool.threadCount
-        pool.run { t in
-            let c = ThreadPool.chunk(rows, parts: threads, index: t, grain: 16)
+        let pieces = pool.pieceCount((rows + 15) / 16)
+        pool.forEachPiece(pieces) { p, t in
+            let c = ThreadPool.chunk(rows, parts: pieces, index: p, grain: 16)
             if c.isEmpty { return }
             lm_sgemm_blocks(inp, cols, type, base, rowBytes, cols, out, rows, N, c.lowerBound, c.upperBound, bias,
                             accumulate ? 1 : 0, scratch[t].assumingMemoryBound(to: Float.self))

@@ -79,12 +79,10 @@ public func attentionForward(out: UnsafeMutablePointer<Float>,
     // Heads split across threads; per head, query rows in blocks that only touch the keys the
     // block's last row can see (causal). Each thread has its own scores area in `scratch`.
     let block = AttentionDims.block
-    let threads = pool.threadCount
     let gemmScratch = d.ownGEMM ? pool.scratch(bytes: lm_sgemm_scratch_floats() * MemoryLayout<Float>.size) : []
-    pool.run { thread in
-        let heads = ThreadPool.chunk(d.NH, parts: threads, index: thread)
+    pool.forEachPiece(d.NH) { h, thread in
         let scores = scratch + thread * min(d.T, block) * d.L
-        for h in heads {
+        do {
             let g = d.kvHead(h)
             var t0 = 0
             while t0 < d.T {

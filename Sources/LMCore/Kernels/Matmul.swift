@@ -59,9 +59,9 @@ func shortGemm(transB: Bool, A: UnsafePointer<Float>, lda: Int, B: UnsafePointer
                C: UnsafeMutablePointer<Float>, ldc: Int, M: Int, N: Int, K: Int,
                bias: UnsafePointer<Float>?, mul: UnsafePointer<Float>? = nil, ldm: Int = 0, pool: ThreadPool) {
     let scratch = pool.scratch(bytes: lm_sgemm_scratch_floats() * MemoryLayout<Float>.size)
-    let threads = pool.threadCount
-    pool.run { t in
-        let rows = ThreadPool.chunk(M, parts: threads, index: t, grain: 6)
+    let pieces = pool.pieceCount((M + 5) / 6)
+    pool.forEachPiece(pieces) { p, t in
+        let rows = ThreadPool.chunk(M, parts: pieces, index: p, grain: 6)
         if rows.isEmpty { return }
         lm_sgemm(transB ? 1 : 0, A, lda, B, ldb, C, ldc, rows.lowerBound, rows.upperBound, N, K, bias, mul, ldm,
                  scratch[t].assumingMemoryBound(to: Float.self))
@@ -103,10 +103,7 @@ public func gemm(transA: Bool = false, transB: Bool = false, M: Int, N: Int, K: 
         piece(0)
         return
     }
-    let threads = pool.threadCount
-    pool.run { t in
-        for p in ThreadPool.chunk(pieces, parts: threads, index: t) { piece(p) }
-    }
+    pool.forEachPiece(pieces) { p, _ in piece(p) }
 }
 
 /// Reference twin of `matmulForward`: a plain triple loop with Double accumulation.
