@@ -327,7 +327,7 @@ public final class GGUFFile: @unchecked Sendable {
     public init(path: String) throws {
         self.path = path
         guard FileIO.exists(path) else {
-            throw LMError(.fileNotFound, "model file '\(path)' does not exist — pass --model with a .gguf file or a model folder")
+            throw LMError(.fileNotFound, "model file '\(path)' does not exist — give a .gguf file or a model folder")
         }
         mapped = try MappedFile(path: path)
         let name = (path as NSString).lastPathComponent

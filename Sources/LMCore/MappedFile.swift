@@ -58,7 +58,20 @@ public enum FileIO {
 
     /// Writes `bytes` to `path` atomically: a temporary file beside it, fsync, then rename.
     /// On any failure the previous file at `path` is left untouched.
+    /// A path that exists and is not a regular file (`/dev/null`, `/dev/stdout`, a pipe) is
+    /// written in place: renaming over it would replace a device with a file.
     public static func writeAtomically(_ path: String, _ write: (_ fd: Int32) throws -> Void) throws {
+        var st = stat()
+        if stat(path, &st) == 0, (st.st_mode & S_IFMT) != S_IFREG {
+            guard (st.st_mode & S_IFMT) != S_IFDIR else {
+                throw LMError(.invalidArgument, "'\(path)' is a folder — give a file name")
+            }
+            let fd = open(path, O_WRONLY | O_TRUNC)
+            guard fd >= 0 else { throw LMError(.ioFailure, "cannot open '\(path)': \(String(cString: strerror(errno)))") }
+            defer { close(fd) }
+            try write(fd)
+            return
+        }
         removeStaleTemporaries(of: path)
         let tmp = path + ".tmp-\(getpid())"
         let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0o644)

@@ -74,6 +74,14 @@ public enum TextFile {
         return try UTF8Text.decode(file.bytes, source: name)
     }
 
+    /// The text of `path` with its "\r\n" line ends read as "\n" (a corpus written on Windows is
+    /// the same corpus): what training and perplexity read.
+    public static func readText(_ path: String, what: String, expecting: String) throws -> String {
+        let text = try read(path, what: what, expecting: expecting)
+        guard text.utf8.contains(0x0D) else { return text }
+        return lines(of: text).joined(separator: "\n") + (text.utf8.last == 0x0A ? "\n" : "")
+    }
+
     /// The lines of `path` (see `lines(of:)`).
     public static func readLines(_ path: String, what: String, expecting: String) throws -> [String] {
         lines(of: try read(path, what: what, expecting: expecting))

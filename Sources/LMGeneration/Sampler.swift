@@ -66,7 +66,7 @@ public final class Sampler {
     public func accept(_ token: Int) {
         let n = settings.repeatLastN
         guard n > 0 else { return }
-        recent[recentHead] = Int32(token)
+        recent[recentHead] = Int32(clamping: token)
         recentHead = (recentHead + 1) % n
         recentCount = min(recentCount + 1, n)
     }

@@ -91,6 +91,11 @@ public struct BertConfig: Codable, Sendable, Equatable {
         }
         try check(vocabSize > 0 && hiddenSize > 0 && numHiddenLayers > 0 && numAttentionHeads > 0 && intermediateSize > 0,
                   "vocab_size, hidden_size, num_hidden_layers, num_attention_heads and intermediate_size must be positive")
+        if let tooLarge = ConfigLimits.check([("num_hidden_layers", numHiddenLayers, ConfigLimits.layers), ("hidden_size", hiddenSize, ConfigLimits.width),
+                                              ("num_attention_heads", numAttentionHeads, ConfigLimits.heads), ("max_position_embeddings", maxPositionEmbeddings, ConfigLimits.positions),
+                                              ("vocab_size", vocabSize, ConfigLimits.vocabulary), ("intermediate_size", intermediateSize, ConfigLimits.width * 8)]) {
+            try check(false, tooLarge)
+        }
         try check(hiddenSize % numAttentionHeads == 0,
                   "hidden_size (\(hiddenSize)) must be divisible by num_attention_heads (\(numAttentionHeads))")
         try check(maxPositionEmbeddings > 0 && typeVocabSize > 0, "max_position_embeddings and type_vocab_size must be positive")

@@ -87,6 +87,11 @@ public struct GPT2Config: Codable, Sendable, Equatable {
         }
         try check(vocabSize > 0 && nPositions > 0 && nEmbd > 0 && nLayer > 0 && nHead > 0,
                   "vocab_size, n_positions, n_embd, n_layer and n_head must be positive")
+        if let tooLarge = ConfigLimits.check([("n_layer", nLayer, ConfigLimits.layers), ("n_embd", nEmbd, ConfigLimits.width),
+                                              ("n_head", nHead, ConfigLimits.heads), ("n_positions", nPositions, ConfigLimits.positions),
+                                              ("vocab_size", vocabSize, ConfigLimits.vocabulary), ("n_inner", innerSize, ConfigLimits.width * 8)]) {
+            try check(false, tooLarge)
+        }
         try check(nEmbd % nHead == 0, "n_embd (\(nEmbd)) must be divisible by n_head (\(nHead))")
         try check(innerSize > 0, "n_inner must be positive")
         try check(scaleAttnWeights, "scale_attn_weights = false is not supported")

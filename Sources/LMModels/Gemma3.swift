@@ -194,6 +194,11 @@ public struct Gemma3Config: Sendable, Equatable {
         }
         try check(vocabSize > 0 && hiddenSize > 0 && intermediateSize > 0 && layers > 0 && heads > 0 && kvHeads > 0,
                   "vocabulary, hidden size, feed-forward size, layers and heads must be positive")
+        if let tooLarge = ConfigLimits.check([("layers", layers, ConfigLimits.layers), ("hidden size", hiddenSize, ConfigLimits.width),
+                                              ("heads", heads, ConfigLimits.heads), ("vocabulary", vocabSize, ConfigLimits.vocabulary),
+                                              ("feed-forward size", intermediateSize, ConfigLimits.width * 8)]) {
+            try check(false, tooLarge)
+        }
         try check(headDim > 0 && headDim % 2 == 0, "head_dim (\(headDim)) must be positive and even")
         try check(heads % kvHeads == 0, "the \(heads) query heads must be a multiple of the \(kvHeads) key/value heads")
         try check(contextLength > 0, "the context length must be positive")

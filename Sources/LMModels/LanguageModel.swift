@@ -64,7 +64,10 @@ extension CausalLanguageModel {
 
     /// Convenience over `forward(tokens:cache:logitsFrom:)` for arrays.
     public func forward(tokens: [Int], cache: KVCache, logitsFrom: Int) throws -> [Float] {
-        let ids = tokens.map { Int32(truncatingIfNeeded: $0) }
+        if let bad = tokens.first(where: { $0 < 0 || $0 >= vocabularySize }) {
+            throw LMError(.invalidInput, "token id \(bad) is outside the vocabulary (0..<\(vocabularySize))")
+        }
+        let ids = tokens.map { Int32($0) }
         return try ids.withUnsafeBufferPointer {
             Array(try forward(tokens: $0, cache: cache, logitsFrom: logitsFrom))
         }

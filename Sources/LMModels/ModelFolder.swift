@@ -1,6 +1,17 @@
 import Foundation
 import LMCore
 
+/// Upper bounds on config sizes, far above any real model: a config beyond them is refused
+/// before anything is sized by it (1e9 layers would otherwise allocate until memory runs out).
+public enum ConfigLimits {
+    public static let layers = 4096, width = 1 << 17, heads = 4096, positions = 1 << 24, vocabulary = 1 << 24
+
+    /// A one-line error naming the first value beyond its bound, or nil.
+    public static func check(_ values: [(name: String, value: Int, limit: Int)]) -> String? {
+        values.first { $0.value > $0.limit }.map { "\($0.name) \($0.value) is beyond what swift-lm runs (at most \($0.limit)) — the config is wrong" }
+    }
+}
+
 /// A model folder in the Hugging Face layout: `config.json`, `model.safetensors`
 /// (optionally a tokenizer). Opening it checks that the files exist and reads `model_type`.
 public struct ModelFolder: Sendable {
@@ -13,7 +24,7 @@ public struct ModelFolder: Sendable {
         let p = path.hasSuffix("/") && path.count > 1 ? String(path.dropLast()) : path
         self.path = p
         guard FileIO.exists(p) else {
-            throw LMError(.fileNotFound, "model folder '\(p)' does not exist — pass --model with a folder holding config.json and model.safetensors")
+            throw LMError(.fileNotFound, "model folder '\(p)' does not exist — give a folder holding config.json and model.safetensors")
         }
         guard FileIO.isDirectory(p) else {
             throw LMError(.fileNotFound, "'\(p)' is a file, not a model folder — pass the folder holding config.json and model.safetensors")
@@ -21,6 +32,9 @@ public struct ModelFolder: Sendable {
         let configPath = p + "/config.json"
         guard FileIO.exists(configPath) else {
             throw LMError(.fileNotFound, "'\(p)' has no config.json — a model folder holds config.json and model.safetensors (the Hugging Face layout)")
+        }
+        guard !FileIO.isDirectory(configPath) else {
+            throw LMError(.invalidConfig, "'\(configPath)' is a folder — a model folder's config.json is a JSON file")
         }
         guard access(configPath, R_OK) == 0, let data = FileManager.default.contents(atPath: configPath) else {
             throw LMError(.fileNotFound, "'\(configPath)' cannot be read: \(String(cString: strerror(errno))) — check its permissions")
@@ -63,9 +77,9 @@ public struct ModelFolder: Sendable {
     static func fractionalNumber<T: Decodable>(in data: Data, decoding: T.Type) -> (String, Double)? {
         guard let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else { return nil }
         for key in object.keys.sorted() {
-            guard let n = object[key] as? NSNumber, n.doubleValue != n.doubleValue.rounded() else { continue }
+            guard let n = object[key] as? NSNumber, n.doubleValue != n.doubleValue.rounded() || abs(n.doubleValue) >= 9.2e18 else { continue }
             var whole = object
-            whole[key] = Int(n.doubleValue.rounded())
+            whole[key] = abs(n.doubleValue) >= 9.2e18 ? 1 : Int(n.doubleValue.rounded())
             if let d = try? JSONSerialization.data(withJSONObject: whole), (try? JSONDecoder().decode(T.self, from: d)) != nil {
                 return (key, n.doubleValue)
             }
@@ -86,7 +100,7 @@ public struct ModelFolder: Sendable {
             // Foundation reports a fraction read as an integer ("n_embd": 64.5) this way, with
             // no key: find the number that is not whole.
             if let (key, value) = Self.fractionalNumber(in: configData, decoding: T.self) {
-                throw LMError(.invalidConfig, "'\(path)/config.json': \"\(key)\" is \(value) — it must be a whole number")
+                throw LMError(.invalidConfig, "'\(path)/config.json': \"\(key)\" is \(value) — it must be a whole number\(abs(value) >= 9.2e18 ? " that fits in 64 bits" : "")")
             }
             throw LMError(.invalidConfig, "'\(path)/config.json' cannot be read: \(ctx.debugDescription)")
         } catch {

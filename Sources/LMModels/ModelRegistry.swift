@@ -24,7 +24,7 @@ public enum ModelFile: @unchecked Sendable {
     /// Opens `path`: a folder (config.json + model.safetensors) or a `.gguf` file.
     public init(path: String) throws {
         guard FileIO.exists(path) else {
-            throw LMError(.fileNotFound, "model '\(path)' does not exist — pass --model with a model folder (config.json + model.safetensors) or a .gguf file")
+            throw LMError(.fileNotFound, "model '\(path)' does not exist — give a model folder (config.json + model.safetensors) or a .gguf file")
         }
         if FileIO.isDirectory(path) {
             self = .folder(try ModelFolder(path: path))

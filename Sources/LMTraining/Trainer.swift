@@ -299,7 +299,7 @@ public final class Trainer {
     }
 
     static func readCorpus(_ path: String) throws -> String {
-        let text = try TextFile.read(path, what: "corpus", expecting: "a UTF-8 text file to train on (--corpus)")
+        let text = try TextFile.readText(path, what: "corpus", expecting: "a UTF-8 text file to train on (--corpus)")
         guard !text.isEmpty else {
             throw LMError(.invalidInput, "corpus '\(path)' is empty — give a text file with some content")
         }

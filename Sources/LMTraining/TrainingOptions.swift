@@ -99,8 +99,11 @@ public struct TrainingOptions: Codable, Sendable, Equatable {
         }
         try check(layers >= 1 && layers <= 256, "--layers \(layers) must be in 1...256")
         try check(heads >= 1 && dim >= 1 && dim % heads == 0, "--dim \(dim) must be a positive multiple of --heads \(heads)")
+        try check(dim <= 16384 && heads <= 1024, "--dim \(dim) / --heads \(heads) is beyond what a CPU trains (at most 16384 / 1024)")
         try check(context >= 2, "--context \(context) must be at least 2")
+        try check(context <= 1 << 16, "--context \(context) is beyond what a CPU trains (at most 65536)")
         try check(batch >= 1, "--batch \(batch) must be at least 1")
+        try check(batch <= 1 << 16 && batch * context <= 1 << 24, "--batch \(batch) × --context \(context) tokens per step is beyond what fits in memory (at most 16 M)")
         try check(gradientAccumulation >= 1, "--grad-accum \(gradientAccumulation) must be at least 1")
         try check(steps >= 1, "--steps \(steps) must be at least 1")
         try check(learningRate > 0 && learningRate.isFinite, "--lr \(learningRate) must be positive")

@@ -59,7 +59,7 @@ final class ChatREPL {
     /// A line that failed: reported, counted, and the session goes on.
     private func fail(_ text: String) {
         failures += 1
-        complain(text)
+        complain(text.hasPrefix("error:") ? text : "error: " + text)
     }
 
     /// A problem: the session goes on.

@@ -85,6 +85,7 @@ func parseIDs(_ text: String, flag: String) throws -> [Int] {
             throw LMError(.invalidArgument, "\(flag): id \(k + 1) of '\(text)' is empty — separate ids with single commas, e.g. 1,2,3")
         }
         guard let v = Int(p), v >= 0 else { throw LMError(.invalidArgument, "\(flag): '\(p)' is not a token id (a non-negative integer)") }
+        guard v <= Int(Int32.max) else { throw LMError(.invalidArgument, "\(flag): \(p) is beyond any vocabulary (token ids are below 2^31)") }
         return v
     }
 }

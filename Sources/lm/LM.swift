@@ -64,14 +64,30 @@ struct LM: ParsableCommand {
             var command = try parseWithNegativeValues(arguments)
             try command.run()
         } catch {
-            StandardOutput.flush()
-            exit(withError: error)
+            report(error)
         }
         StandardOutput.flush()
     }
 
+    /// Help and --version go to stdout through the checked writer (a full disk or a closed
+    /// pipe is noticed there too); an error is its one line on stderr — ArgumentParser's usage
+    /// block after it is left out: `lm CMD --help` has it.
+    static func report(_ error: Error) -> Never {
+        let code = exitCode(for: error)
+        let text = fullMessage(for: error)
+        if code == .success {
+            if !text.isEmpty { print(text) }
+            StandardOutput.flush()
+            Foundation.exit(0)
+        }
+        StandardOutput.flush()
+        let first = text.split(separator: "\n", omittingEmptySubsequences: true).first.map(String.init) ?? "\(error)"
+        printError(first.hasPrefix("Error:") || first.hasPrefix("error:") ? first : "Error: " + first)
+        Foundation.exit(code.rawValue)
+    }
+
     /// Parses `arguments`, reading a negative number after an option as its value
-    /// (`--temperature -1` is `--temperature=-1`, which ArgumentParser would otherwise take for
+    /// (`--temperature -1` is `--temperature=-1`, `-c -1` is `-c=-1`, which ArgumentParser would otherwise take for
     /// an unknown flag and answer "Missing value"), so range checks can name the valid range.
     /// When that reading fails but the literal one parses (a negative number that is a TEXT
     /// after a flag), the literal one is used.
@@ -81,7 +97,8 @@ struct LM: ParsableCommand {
         while i < arguments.count {
             let a = arguments[i]
             if a == "--" { joined += arguments[i...]; break }
-            if a.hasPrefix("--"), !a.contains("="), i + 1 < arguments.count, isNegativeNumber(arguments[i + 1]) {
+            if a.hasPrefix("-"), a.count > 1, !isNegativeNumber(a), !a.contains("="), i + 1 < arguments.count,
+               isNegativeNumber(arguments[i + 1]) {
                 joined.append(a + "=" + arguments[i + 1])
                 i += 2
             } else {

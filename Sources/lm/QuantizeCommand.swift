@@ -58,6 +58,7 @@ struct HeldOutOptions: ParsableArguments {
     /// up to the usual default context).
     func scoringContext(for lm: any CausalLanguageModel) throws -> Int {
         guard let context else { return min(lm.contextLength, defaultContextSize) }
+        guard context >= 4 else { throw LMError(.invalidArgument, "--context \(context) is too small (at least 4)") }
         guard context <= lm.contextLength else {
             throw LMError(.invalidArgument, "--context \(context) exceeds the model's \(lm.contextLength) positions — use --context \(lm.contextLength) or less")
         }
@@ -72,7 +73,7 @@ struct HeldOutOptions: ParsableArguments {
         guard let tok = try LoadedModel.tokenizer(of: try ModelFile(path: modelPath)) else {
             throw LMError(.fileNotFound, "'\(modelPath)' has no tokenizer, so it cannot read --corpus text")
         }
-        let text = try TextFile.read(corpus, what: "corpus", expecting: "a UTF-8 text file to score the model on")
+        let text = try TextFile.readText(corpus, what: "corpus", expecting: "a UTF-8 text file to score the model on")
         guard !text.isEmpty else { throw LMError(.invalidInput, "corpus '\(corpus)' is empty") }
         let added = tok.postProcessor.apply([], nil).ids
         let bos = added.count == 1 && added[0] == tok.specialTokens.bos ? added[0] : nil

@@ -24,8 +24,10 @@ struct TokenizerTrainCommand: ParsableCommand {
     var modelType: String
     @Flag(help: "Add the 256 byte pieces so that any text can be encoded (Llama-style).")
     var byteFallback = false
-    @Option(help: "The output folder.")
+    @Option(help: "The output folder (not one holding a model, unless --overwrite).")
     var output: String
+    @Flag(help: "Write into an --output folder that holds a model, replacing its tokenizer.model.")
+    var overwrite = false
     @Option(help: "Share of the corpus's characters the alphabet must cover (0.98...1).")
     var characterCoverage: Double = 0.9995
     @Option(help: "Text normalization: nmt_nfkc, nfkc, nmt_nfkc_cf, nfkc_cf or identity.")
@@ -59,6 +61,9 @@ struct TokenizerTrainCommand: ParsableCommand {
 
     func run() throws {
         let o = try options()
+        let lock = try FolderLock(folder: output, flag: "--output")
+        defer { withExtendedLifetime(lock) {} }
+        try OutputFolder.check(output, input: nil, overwrite: overwrite, command: "lm tokenizer train", flag: "--output")
         let summary = try SentencePieceTrainer.validate(o)
         printError("training a \(o.modelType.rawValue) tokenizer of \(o.vocabSize) pieces on '\(input)' (\(summary.sentences) sentences, \(summary.characters) characters)")
 

@@ -99,4 +99,13 @@ final class TextFileAndFolderLockTests: XCTestCase {
         XCTAssertFalse(FileIO.exists(stale), "pid 999999 is not running")
         XCTAssertTrue(FileIO.exists(live), "a running process may still be writing its own")
     }
+
+    func testAnAtomicWriteToADeviceWritesInPlaceAndNeverReplacesIt() throws {
+        var st = stat()
+        guard stat("/dev/null", &st) == 0, (st.st_mode & S_IFMT) == S_IFCHR else { throw XCTSkip("no /dev/null device") }
+        try FileIO.writeString("logits", to: "/dev/null")
+        XCTAssertEqual(stat("/dev/null", &st), 0)
+        XCTAssertEqual(st.st_mode & S_IFMT, S_IFCHR, "/dev/null is still a device (a rename over it would make it a file)")
+        XCTAssertThrowsError(try FileIO.writeString("x", to: dir)) { XCTAssertTrue("\($0)".contains("is a folder"), "\($0)") }
+    }
 }
