@@ -5,7 +5,7 @@ import XCTest
 /// The bundled tokenizers of `tokenizers/` (see tokenizers/README.md), reached by name through
 /// `lm tokenize --tokenizer NAME`, against ids from the reference tokenizers.
 ///
-/// The expected ids were computed once with /work/venv-peers/bin/python (transformers 5.23.0,
+/// The expected ids were computed once in the peers' venv (../shared/bench/requirements.txt: transformers 5.23.0,
 /// tokenizers 0.23.3, sentencepiece 0.2.3) from the files in tokenizers/:
 /// - gpt2: `GPT2TokenizerFast.from_pretrained("tokenizers/gpt2")(text)["input_ids"]` (the same
 ///   from `GPT2Tokenizer` and from `tokenizers.ByteLevelBPETokenizer(vocab.json, merges.txt)`);
