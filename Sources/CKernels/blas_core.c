@@ -53,32 +53,21 @@ const char *lm_blas_detected_core(void) { return detected; }
 const char *lm_cpu_features(void) {
     static char out[256];
     if (out[0]) return out;
-    static const char *names[] = {"sse4.2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl", "avx512dq",
-                                  "avx512vnni", "avx512bf16", "avx512fp16", "amx-tile", NULL};
+    // __builtin_cpu_supports takes string literals only: one table row per feature.
+#define FEATURE(name) {name, __builtin_cpu_supports(name)}
+    const struct { const char *name; int has; } features[] = {
+        FEATURE("sse4.2"), FEATURE("avx"), FEATURE("avx2"), FEATURE("fma"), FEATURE("f16c"),
+        FEATURE("avx512f"), FEATURE("avx512bw"), FEATURE("avx512vl"), FEATURE("avx512dq"),
+        FEATURE("avx512vnni"), FEATURE("avx512bf16"), FEATURE("avx512fp16"), FEATURE("amx-tile"),
+    };
+#undef FEATURE
     size_t n = 0;
-    for (int i = 0; names[i]; i++) {
-        int has = 0;
-        // __builtin_cpu_supports needs string literals.
-        switch (i) {
-        case 0: has = __builtin_cpu_supports("sse4.2"); break;
-        case 1: has = __builtin_cpu_supports("avx"); break;
-        case 2: has = __builtin_cpu_supports("avx2"); break;
-        case 3: has = __builtin_cpu_supports("fma"); break;
-        case 4: has = __builtin_cpu_supports("f16c"); break;
-        case 5: has = __builtin_cpu_supports("avx512f"); break;
-        case 6: has = __builtin_cpu_supports("avx512bw"); break;
-        case 7: has = __builtin_cpu_supports("avx512vl"); break;
-        case 8: has = __builtin_cpu_supports("avx512dq"); break;
-        case 9: has = __builtin_cpu_supports("avx512vnni"); break;
-        case 10: has = __builtin_cpu_supports("avx512bf16"); break;
-        case 11: has = __builtin_cpu_supports("avx512fp16"); break;
-        case 12: has = __builtin_cpu_supports("amx-tile"); break;
-        }
-        if (!has) continue;
-        size_t len = strlen(names[i]);
+    for (size_t i = 0; i < sizeof features / sizeof features[0]; i++) {
+        if (!features[i].has) continue;
+        size_t len = strlen(features[i].name);
         if (n + len + 2 >= sizeof out) break;
         if (n) out[n++] = ' ';
-        memcpy(out + n, names[i], len);
+        memcpy(out + n, features[i].name, len);
         n += len;
     }
     out[n] = 0;

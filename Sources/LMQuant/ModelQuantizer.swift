@@ -22,14 +22,11 @@ public enum ModelQuantizer {
         public var sizeRatio: Double { inputBytes > 0 ? Double(outputBytes) / Double(inputBytes) : 0 }
     }
 
-    /// True when a folder's config.json says it is already quantized.
-    public static func isQuantized(_ folder: ModelFolder) -> Bool { folder.isQuantized }
-
     /// Writes the int8 model of the folder `path` into `out`, which is locked while it is written
     /// and may be neither `path` nor a folder holding a model (unless `overwrite`).
     public static func quantize(folder path: String, to out: String, overwrite: Bool = false) throws -> Summary {
         let folder = try ModelFolder(path: path)
-        guard !isQuantized(folder) else {
+        guard !folder.isQuantized else {
             throw LMError(.invalidArgument, "'\(path)' is already quantized — quantize the float model it came from")
         }
         let lock = try FolderLock(folder: out)

@@ -263,7 +263,7 @@ public enum SentencePieceTrainer {
             throw LMError(.invalidInput, "corpus '\(o.input)' is empty; pass a text file with sentences, one per line")
         }
         let bytes = file.bytes
-        if let bad = UnicodeText.firstInvalidUTF8Offset(bytes) {
+        if let bad = UTF8Text.firstInvalidOffset(bytes) {
             var line = 1
             for k in 0..<bad where bytes[k] == 0x0A { line += 1 }
             throw LMError(.invalidInput, "corpus '\(o.input)' is not valid UTF-8: byte 0x\(String(bytes[bad], radix: 16, uppercase: true)) at offset \(bad) (line \(line)); convert it first (for example: iconv -f latin1 -t utf-8)")

@@ -100,7 +100,7 @@ extension Tokenizer {
 
     /// Encodes raw bytes, which must be UTF-8; invalid UTF-8 throws an error naming the offset.
     public func encode(utf8 bytes: [UInt8], parseSpecialTokens: Bool = false) throws -> [Int] {
-        let text = try bytes.withUnsafeBytes { try UnicodeText.validatedString($0, what: "the input text") }
+        let text = try bytes.withUnsafeBytes { try UTF8Text.decode($0, source: "the input text") }
         return try encode(text, parseSpecialTokens: parseSpecialTokens)
     }
 

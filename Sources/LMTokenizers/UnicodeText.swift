@@ -48,14 +48,6 @@ enum UnicodeText {
         return 4
     }
 
-    /// See `UTF8Text.firstInvalidOffset` (LMCore).
-    static func firstInvalidUTF8Offset(_ bytes: UnsafeRawBufferPointer) -> Int? { UTF8Text.firstInvalidOffset(bytes) }
-
-    /// Turns bytes into a String, or throws an error naming the first invalid byte and its offset.
-    static func validatedString(_ bytes: UnsafeRawBufferPointer, what: String) throws -> String {
-        try UTF8Text.decode(bytes, source: what)
-    }
-
     // MARK: Character classes
 
     private static let asciiLetter: UInt8 = 1, asciiDigit: UInt8 = 2, asciiSpace: UInt8 = 4, asciiPunct: UInt8 = 8

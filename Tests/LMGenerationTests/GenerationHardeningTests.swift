@@ -21,14 +21,7 @@ final class HugeMaxTokensTests: XCTestCase {
         p.standardError = err
         p.standardInput = FileHandle.nullDevice
         try p.run()
-        final class Box: @unchecked Sendable { var data = Data() }
-        let errBox = Box()
-        let group = DispatchGroup()
-        group.enter()
-        DispatchQueue.global().async {
-            errBox.data = err.fileHandleForReading.readDataToEndOfFile()
-            group.leave()
-        }
+        let errData = readInBackground(err.fileHandleForReading)
         var data = Data()
         var stopped = false
         let deadline = Date().addingTimeInterval(timeout)
@@ -43,8 +36,7 @@ final class HugeMaxTokensTests: XCTestCase {
         }
         if p.isRunning { p.terminate() }
         p.waitUntilExit()
-        group.wait()
-        return (String(decoding: data, as: UTF8.self), String(decoding: errBox.data, as: UTF8.self), stopped,
+        return (String(decoding: data, as: UTF8.self), String(decoding: errData(), as: UTF8.self), stopped,
                 p.terminationStatus, p.terminationReason)
     }
 

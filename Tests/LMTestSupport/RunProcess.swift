@@ -14,6 +14,23 @@ public struct ProcessResult {
     }
 }
 
+/// Reads `handle` to its end on another thread (so a full pipe never blocks the child);
+/// the returned function waits for the end and gives the bytes.
+public func readInBackground(_ handle: FileHandle) -> () -> Data {
+    final class Box: @unchecked Sendable { var data = Data() }
+    let box = Box()
+    let group = DispatchGroup()
+    group.enter()
+    DispatchQueue.global().async {
+        box.data = handle.readDataToEndOfFile()
+        group.leave()
+    }
+    return {
+        group.wait()
+        return box.data
+    }
+}
+
 /// Runs `executable` with `arguments`, feeding `stdin`, and waits.
 public func runProcess(_ executable: String, _ arguments: [String], stdin: String? = nil,
                        environment: [String: String]? = nil, cwd: String? = nil) throws -> ProcessResult {
@@ -38,21 +55,12 @@ public func runProcess(_ executable: String, _ arguments: [String], stdinBytes: 
     if let stdinBytes { inp.fileHandleForWriting.write(stdinBytes) }
     try inp.fileHandleForWriting.close()
     // Read both pipes concurrently so a full pipe never blocks the child.
-    final class Box: @unchecked Sendable { var data = Data() }
-    let errBox = Box()
-    let group = DispatchGroup()
-    group.enter()
-    DispatchQueue.global().async {
-        errBox.data = err.fileHandleForReading.readDataToEndOfFile()
-        group.leave()
-    }
+    let errData = readInBackground(err.fileHandleForReading)
     let outData = out.fileHandleForReading.readDataToEndOfFile()
-    group.wait()
-    let errData = errBox.data
     p.waitUntilExit()
     return ProcessResult(status: p.terminationStatus,
                          stdout: String(decoding: outData, as: UTF8.self),
-                         stderr: String(decoding: errData, as: UTF8.self))
+                         stderr: String(decoding: errData(), as: UTF8.self))
 }
 
 extension XCTestCase {
